@@ -1,0 +1,5 @@
+import sys
+
+from clave.cli import main
+
+sys.exit(main())
