@@ -12,7 +12,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
 from pathlib import Path
@@ -128,17 +128,21 @@ class Store:
             raise
         return store
 
-    def add(self, record: SessionRecord) -> None:
+    def add(self, **values: Any) -> SessionRecord:
+        """Insert a session (session_id, project_name, project_dir, any other column)."""
         now = _now()
-        record = replace(record, started_at=record.started_at or now, updated_at=now)
+        values["started_at"] = values.get("started_at") or now
+        values["updated_at"] = values.get("updated_at") or now
+        record = SessionRecord(**_coerce(values))
         names = ", ".join(COLUMNS)
         marks = ", ".join("?" for _ in COLUMNS)
-        values = [_to_sql(getattr(record, name)) for name in COLUMNS]
+        row = [_to_sql(getattr(record, name)) for name in COLUMNS]
         try:
             self._write(lambda db: db.execute(
-                f"INSERT INTO sessions ({names}) VALUES ({marks})", values))
+                f"INSERT INTO sessions ({names}) VALUES ({marks})", row))
         except sqlite3.IntegrityError:
             raise ClaveError(f"Session {record.session_id} is already in {self.path}.") from None
+        return record
 
     def record(self, session_id: str, **values: Any) -> None:
         """Journal: set these columns (before the resource they name is created)."""
@@ -148,16 +152,18 @@ class Store:
         for name in _REQUIRED & set(values):
             if values[name] is None:
                 raise ValueError(f"{name} cannot be cleared")
-        if "status" in values:
-            values["status"] = SessionStatus(values["status"])
+        values = _coerce(values)
         self._update(session_id, {name: _to_sql(value) for name, value in values.items()})
 
     def forget(self, session_id: str, *names: str) -> None:
-        """Journal: clear these columns (after the resource they name is gone)."""
+        """Journal: clear these columns (after the resource they name is gone).
+
+        A missing session has nothing left to forget: undo() may run after the row is gone.
+        """
         bad = sorted(set(names) - (_JOURNAL - _REQUIRED))
         if bad:
             raise ValueError(f"cannot forget columns: {', '.join(bad)}")
-        self._update(session_id, dict.fromkeys(names))
+        self._update(session_id, dict.fromkeys(names), missing_ok=True)
 
     def get(self, session_id: str) -> SessionRecord | None:
         rows = self._read("SELECT * FROM sessions WHERE session_id = ?", (session_id,))
@@ -189,7 +195,7 @@ class Store:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _update(self, session_id: str, values: dict[str, Any]) -> None:
+    def _update(self, session_id: str, values: dict[str, Any], missing_ok: bool = False) -> None:
         if not values:
             return
         values["updated_at"] = _to_sql(_now())
@@ -200,7 +206,7 @@ class Store:
             return db.execute(
                 f"UPDATE sessions SET {assignments} WHERE session_id = ?", params).rowcount
 
-        if self._write(update) == 0:
+        if self._write(update) == 0 and not missing_ok:
             raise ClaveError(f"No session {session_id} in {self.path}.")
 
     def _read(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
@@ -280,6 +286,17 @@ def _is_busy(err: sqlite3.OperationalError) -> bool:
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
+
+
+def _coerce(values: dict[str, Any]) -> dict[str, Any]:
+    """Accept the plain values callers have at hand (status strings, path strings)."""
+    values = dict(values)
+    if values.get("status") is not None:
+        values["status"] = SessionStatus(values["status"])
+    for name in _PATHS & values.keys():
+        if values[name] is not None:
+            values[name] = Path(values[name])
+    return values
 
 
 def _to_sql(value: Any) -> Any:

@@ -13,7 +13,7 @@ import pytest
 from clave.context import ServicesMode
 from clave.errors import ClaveError
 from clave.home import Home
-from clave.store import MIGRATIONS, SCHEMA_VERSION, SessionRecord, SessionStatus, Store
+from clave.store import MIGRATIONS, SCHEMA_VERSION, SessionStatus, Store
 
 
 @pytest.fixture
@@ -27,9 +27,9 @@ def store(home):
         yield store
 
 
-def a_session(session_id: str = "abcd1234", project_dir: str = "/code/shop", **fields):
-    return SessionRecord(session_id=session_id, project_name=Path(project_dir).name,
-                         project_dir=Path(project_dir), **fields)
+def a_session(session_id: str = "abcd1234", project_dir: str = "/code/shop", **fields) -> dict:
+    return dict(session_id=session_id, project_name=Path(project_dir).name,
+                project_dir=Path(project_dir), **fields)
 
 
 # -- opening -------------------------------------------------------------------------------
@@ -61,7 +61,7 @@ def test_close_twice_is_harmless(home):
 # -- CRUD ----------------------------------------------------------------------------------
 
 def test_add_then_get_returns_every_column(store):
-    store.add(a_session(base_branch="main", clone_path=Path("/code/shop/.clave/wt/s-abcd1234"),
+    store.add(**a_session(base_branch="main", clone_path=Path("/code/shop/.clave/wt/s-abcd1234"),
                         services_mode=ServicesMode.TUNNEL, tunnel_port=8081))
     got = store.get("abcd1234")
     assert got.project_name == "shop"
@@ -76,16 +76,31 @@ def test_add_then_get_returns_every_column(store):
     assert got.updated_at == got.started_at
 
 
+def test_add_accepts_plain_strings_for_paths_and_status(store):
+    added = store.add(session_id="abcd1234", project_name="shop", project_dir="/code/shop",
+                      clone_path="/code/shop/.clave/wt/s-abcd1234", status="running")
+    assert added == store.get("abcd1234")
+    assert added.project_dir == Path("/code/shop")
+    assert added.clone_path == Path("/code/shop/.clave/wt/s-abcd1234")
+    assert added.status is SessionStatus.RUNNING
+
+
+def test_add_without_the_identity_columns_is_a_programming_error(store):
+    with pytest.raises(TypeError):
+        store.add(session_id="abcd1234")
+    assert store.sessions() == []
+
+
 def test_add_keeps_a_given_start_time(store):
     started = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
-    store.add(a_session(started_at=started))
+    store.add(**a_session(started_at=started))
     assert store.get("abcd1234").started_at == started
 
 
 def test_adding_the_same_session_twice_is_refused(store):
-    store.add(a_session())
+    store.add(**a_session())
     with pytest.raises(ClaveError, match="abcd1234 is already in"):
-        store.add(a_session())
+        store.add(**a_session())
 
 
 def test_get_of_an_unknown_session_is_none(store):
@@ -93,15 +108,15 @@ def test_get_of_an_unknown_session_is_none(store):
 
 
 def test_sessions_lists_oldest_first_and_filters_by_project(store):
-    store.add(a_session("second", "/code/shop", started_at=datetime(2025, 1, 2, tzinfo=UTC)))
-    store.add(a_session("first", "/code/blog", started_at=datetime(2025, 1, 1, tzinfo=UTC)))
-    store.add(a_session("third", "/code/shop", started_at=datetime(2025, 1, 3, tzinfo=UTC)))
+    store.add(**a_session("second", "/code/shop", started_at=datetime(2025, 1, 2, tzinfo=UTC)))
+    store.add(**a_session("first", "/code/blog", started_at=datetime(2025, 1, 1, tzinfo=UTC)))
+    store.add(**a_session("third", "/code/shop", started_at=datetime(2025, 1, 3, tzinfo=UTC)))
     assert [r.session_id for r in store.sessions()] == ["first", "second", "third"]
     assert [r.session_id for r in store.sessions(Path("/code/shop"))] == ["second", "third"]
 
 
 def test_remove_deletes_the_row_and_is_idempotent(store):
-    store.add(a_session())
+    store.add(**a_session())
     store.remove("abcd1234")
     store.remove("abcd1234")
     assert store.get("abcd1234") is None
@@ -109,7 +124,7 @@ def test_remove_deletes_the_row_and_is_idempotent(store):
 
 
 def test_as_dict_gives_plain_json_values(store):
-    store.add(a_session(status=SessionStatus.RUNNING, app_url="https://shop-abcd1234.test"))
+    store.add(**a_session(status=SessionStatus.RUNNING, app_url="https://shop-abcd1234.test"))
     data = store.get("abcd1234").as_dict()
     assert data["project_dir"] == "/code/shop"
     assert data["status"] == "running"
@@ -120,7 +135,7 @@ def test_as_dict_gives_plain_json_values(store):
 # -- journal -------------------------------------------------------------------------------
 
 def test_record_sets_columns_and_bumps_updated_at(store):
-    store.add(a_session(started_at=datetime(2025, 1, 1, tzinfo=UTC),
+    store.add(**a_session(started_at=datetime(2025, 1, 1, tzinfo=UTC),
                         updated_at=datetime(2025, 1, 1, tzinfo=UTC)))
     store.record("abcd1234", vm_name="clave-abcd1234", tart_pid=4242, status="running")
     got = store.get("abcd1234")
@@ -130,20 +145,20 @@ def test_record_sets_columns_and_bumps_updated_at(store):
 
 
 def test_forget_clears_only_the_named_columns(store):
-    store.add(a_session(vm_name="clave-abcd1234", proxy_name="shop-abcd1234", tunnel_pid=77))
+    store.add(**a_session(vm_name="clave-abcd1234", proxy_name="shop-abcd1234", tunnel_pid=77))
     store.forget("abcd1234", "vm_name", "tunnel_pid")
     got = store.get("abcd1234")
     assert (got.vm_name, got.tunnel_pid, got.proxy_name) == (None, None, "shop-abcd1234")
 
 
 def test_record_refuses_unknown_columns(store):
-    store.add(a_session())
+    store.add(**a_session())
     with pytest.raises(ValueError, match="not journal columns: vm"):
         store.record("abcd1234", vm="clave-x")
 
 
 def test_record_refuses_an_unknown_status(store):
-    store.add(a_session())
+    store.add(**a_session())
     with pytest.raises(ValueError):
         store.record("abcd1234", status="exploded")
     assert store.get("abcd1234").status is SessionStatus.STARTING
@@ -151,9 +166,14 @@ def test_record_refuses_an_unknown_status(store):
 
 @pytest.mark.parametrize("column", ["session_id", "project_dir", "status", "started_at"])
 def test_forget_refuses_identity_and_required_columns(store, column):
-    store.add(a_session())
+    store.add(**a_session())
     with pytest.raises(ValueError, match="cannot forget"):
         store.forget("abcd1234", column)
+
+
+def test_forgetting_on_a_removed_session_is_a_no_op_so_undo_stays_idempotent(store):
+    store.forget("ghost", "vm_name")
+    assert store.get("ghost") is None
 
 
 def test_recording_on_an_unknown_session_is_an_error_not_a_silent_loss(store):
@@ -179,7 +199,7 @@ def test_there_is_more_than_one_migration_to_test():
 def test_an_empty_version_0_database_is_migrated_to_the_current_schema(home):
     _database_at_version(home.db, 0)
     with Store.open(home) as store:
-        store.add(a_session())
+        store.add(**a_session())
         assert store.get("abcd1234") is not None
     with sqlite3.connect(home.db) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -213,7 +233,7 @@ def test_a_database_from_a_newer_clave_is_refused_and_left_untouched(home):
 
 def test_reopening_a_current_database_changes_nothing(home):
     with Store.open(home) as store:
-        store.add(a_session())
+        store.add(**a_session())
     with Store.open(home) as store:
         assert [r.session_id for r in store.sessions()] == ["abcd1234"]
 
@@ -230,7 +250,7 @@ def _writer(home_root: str, writer: int, start: multiprocessing.synchronize.Even
     with Store.open(Home(Path(home_root))) as store:
         for i in range(WRITES_EACH // 2):
             sid = f"w{writer}-{i}"
-            store.add(a_session(sid, f"/code/project{writer}"))
+            store.add(**a_session(sid, f"/code/project{writer}"))
             store.record(sid, tunnel_port=10_000 + writer * 100 + i, vm_name=f"clave-{sid}")
 
 
