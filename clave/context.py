@@ -169,6 +169,8 @@ class SessionContext:
     app_url: str | None = None
     services: ServiceConfig | None = None
     bootstrap_failure: str | None = None
+    credential: Any = field(default=None, repr=False)   # clave.support.auth.Credential
+    exit_code: int | None = None                        # Claude Code's own exit status
 
     def info(self, message: str) -> None:
         self.ui.info(message)

@@ -1,0 +1,50 @@
+"""BootVm: wait for the VM's address, then SSH, then mount the code at /srv/project."""
+
+from __future__ import annotations
+
+from clave.context import SessionContext
+from clave.errors import ClaveError
+from clave.steps.base import Step
+from clave.steps.start_vm import COMPOSER_CACHE_TAG, SHARE_TAG
+from clave.store import Store
+from clave.support.share import mount_share
+from clave.support.ssh import SshExecutor
+from clave.support.tart import TartManager
+
+IP_TIMEOUT = 90
+SSH_TIMEOUT = 90
+MOUNT_TIMEOUT = 30
+PROJECT_DIR = "/srv/project"
+COMPOSER_CACHE_DIR = "/home/admin/.cache/composer"
+
+
+class BootVm(Step):
+    label = "Booting the VM"
+
+    def __init__(self, tart: TartManager, ssh: SshExecutor, store: Store):
+        self.tart, self.ssh, self.store = tart, ssh, store
+
+    def run(self, ctx: SessionContext) -> None:
+        ctx.hint("waiting for an IP address")
+        ctx.vm_ip = self.tart.ip(ctx.vm_name, wait=IP_TIMEOUT)
+        self.store.record(ctx.session_id, vm_ip=ctx.vm_ip)
+        ctx.hint(f"waiting for SSH on {ctx.vm_ip}")
+        self.ssh.set_host(ctx.vm_ip)
+        self.ssh.wait_ready(SSH_TIMEOUT)
+        ctx.hint(f"mounting the code at {PROJECT_DIR}")
+        mount_share(self.ssh, SHARE_TAG, PROJECT_DIR, MOUNT_TIMEOUT, hint=ctx.hint)
+        self.ssh.run(f"mkdir -p {COMPOSER_CACHE_DIR}", check=True)
+        mount_share(self.ssh, COMPOSER_CACHE_TAG, COMPOSER_CACHE_DIR, MOUNT_TIMEOUT,
+                    hint=ctx.hint)
+
+    def undo(self, ctx: SessionContext) -> None:
+        self.ssh.close()
+
+    def done(self, ctx: SessionContext) -> bool:
+        if not ctx.vm_ip:
+            return False
+        try:
+            self.ssh.set_host(ctx.vm_ip)
+            return self.ssh.run(f"mountpoint -q {PROJECT_DIR}", timeout=10).ok
+        except ClaveError:
+            return False

@@ -1,0 +1,51 @@
+"""CreateSshTunnel: the VM's web server on a host port; the host's MySQL/Redis in the VM."""
+
+from __future__ import annotations
+
+from clave.context import ServicesMode, SessionContext
+from clave.home import Home
+from clave.steps.base import Step
+from clave.store import Store
+from clave.support.ports import allocate_port
+from clave.support.ssh import SshExecutor
+from clave.support.tunnel import forwarder_alive, start_forwarder, stop_forwarder
+
+VM_HTTP_PORT = 80
+
+
+class CreateSshTunnel(Step):
+    label = "Opening the SSH tunnel"
+
+    def __init__(self, ssh: SshExecutor, store: Store, home: Home, settings):
+        self.ssh, self.store, self.home, self.settings = ssh, store, home, settings
+
+    def run(self, ctx: SessionContext) -> None:
+        remote = []
+        if ctx.services_mode is ServicesMode.TUNNEL:
+            for key in ("services.mysql_port", "services.redis_port"):
+                port = self.settings.get(key)
+                remote.append((port, "127.0.0.1", port))
+        lo, hi = self.settings.get("tunnel.port_min"), self.settings.get("tunnel.port_max")
+        with allocate_port(lo, hi) as port:
+            ctx.tunnel_port = port
+            self.store.record(ctx.session_id, tunnel_port=port)
+            ctx.tunnel_pid = start_forwarder(
+                host=ctx.vm_ip, user=self.settings.get("ssh.user"),
+                password=self.settings.get("ssh.password"),
+                port=self.settings.get("ssh.port"),
+                host_key=self.ssh.host_key_fingerprint,
+                local=[(port, "127.0.0.1", VM_HTTP_PORT)], remote=remote,
+                log_path=self.home.session_dir(ctx.session_id) / "tunnel.log",
+            )
+            self.store.record(ctx.session_id, tunnel_pid=ctx.tunnel_pid)
+        ctx.app_url = f"http://127.0.0.1:{port}"
+
+    def undo(self, ctx: SessionContext) -> None:
+        record = self.store.get(ctx.session_id)
+        pid = ctx.tunnel_pid or (record.tunnel_pid if record else None)
+        if pid:
+            stop_forwarder(pid)
+        self.store.forget(ctx.session_id, "tunnel_pid", "tunnel_port")
+
+    def done(self, ctx: SessionContext) -> bool:
+        return bool(ctx.tunnel_pid) and forwarder_alive(ctx.tunnel_pid)
