@@ -27,7 +27,7 @@ def run(*, home: Home, as_json: bool, out: TextIO, now: datetime | None = None) 
     from clave.ui import Ui
 
     now = now or datetime.now(UTC)
-    Ui.create().table(HEADERS, [row(record, now) for record in records])
+    Ui.create(out=out).table(HEADERS, [row(record, now) for record in records])
     return 0
 
 
