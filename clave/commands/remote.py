@@ -1,0 +1,65 @@
+"""`clave ssh ID` and `clave exec ID -- CMD...`: into a running session's VM, in /srv/project."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from clave.errors import ClaveError, UsageError
+from clave.home import Home
+
+PROJECT_DIR = "/srv/project"
+
+
+def _connect(session_id: str, settings, home: Home):
+    from clave.store import Store
+    from clave.support.ssh import SshExecutor
+
+    if not home.db.exists():
+        raise UsageError(f"no session {session_id!r}: `clave sessions` lists the running ones.")
+    store = Store.open(home)
+    try:
+        record = store.get(session_id)
+    finally:
+        store.close()
+    if record is None:
+        raise UsageError(f"no session {session_id!r}: `clave sessions` lists the running ones.")
+    if not record.vm_ip:
+        raise ClaveError(f"session {session_id} has no VM address yet; wait for it to boot.")
+    ssh = SshExecutor(user=settings.get("ssh.user"), port=settings.get("ssh.port"),
+                      connect_timeout=settings.get("ssh.connect_timeout"))
+    ssh.set_host(record.vm_ip).use_password(settings.get("ssh.password"))
+    if record.host_key:
+        ssh.pin_host_key(record.host_key)
+    return ssh
+
+
+def shell(*, session_id: str, settings, home: Home) -> int:
+    from clave.engine import foreground_child
+
+    ssh = _connect(session_id, settings, home)
+    try:
+        with foreground_child():
+            return ssh.interactive(f"cd {PROJECT_DIR} && exec \"$SHELL\" -l")
+    finally:
+        ssh.close()
+
+
+def execute(*, session_id: str, command: list[str], settings, home: Home) -> int:
+    if not command:
+        raise UsageError("clave exec: give a command after `--`, e.g. "
+                         "`clave exec ID -- php artisan test`.")
+    ssh = _connect(session_id, settings, home)
+    try:
+        line = f"cd {PROJECT_DIR} && {shlex.join(command)}"
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            from clave.engine import foreground_child
+
+            with foreground_child():
+                return ssh.interactive(line)
+        result = ssh.run(line, timeout=24 * 3600)
+        sys.stdout.write(result.stdout)
+        sys.stderr.write(result.stderr)
+        return result.exited
+    finally:
+        ssh.close()

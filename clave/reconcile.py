@@ -1,0 +1,97 @@
+"""Compare the journal with the world after a crash: what is left, and how to remove it.
+
+A session is live while the clave process that owns it runs. Everything a dead session
+left (its VM, tunnel, Herd proxy, record, logs) is a leftover — except its code: a
+leftover clone is kept and its branch saved into the project, never deleted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clave.errors import ClaveError
+from clave.home import Home
+
+SESSION_VM = re.compile(r"^clave-[a-z0-9]{8}$")
+
+
+@dataclass(frozen=True)
+class Leftover:
+    kind: str
+    name: str
+    detail: str
+    remove: Callable[[], None] = field(repr=False, compare=False)
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:   # a zombie is dead for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return True
+
+
+def find_leftovers(store, tart, herd, git, home: Home, base_vm: str,
+                   provisioning: bool) -> list[Leftover]:
+    from clave.support.tunnel import forwarder_alive, stop_forwarder
+
+    records = store.sessions() if store else []
+    dead = [r for r in records if not pid_alive(r.clave_pid)]
+    live_vms = {r.vm_name for r in records if r not in dead}
+    found: list[Leftover] = []
+    for record in dead:
+        sid = record.session_id
+        if record.tunnel_pid and forwarder_alive(record.tunnel_pid):
+            found.append(Leftover("tunnel", f"pid {record.tunnel_pid}", f"session {sid}",
+                                  lambda pid=record.tunnel_pid: stop_forwarder(pid)))
+        if record.proxy_name and herd.available() and any(
+                p.site == record.proxy_name for p in herd.proxies()):
+            found.append(Leftover("proxy", record.proxy_name, f"session {sid}",
+                                  lambda name=record.proxy_name: herd.unproxy(name)))
+        clone = Path(record.clone_path) if record.clone_path else None
+        if clone is not None and git.clone_exists(clone):
+            found.append(Leftover(
+                "clone", str(clone), f"kept; branch {record.clone_branch} saved in the project",
+                lambda r=record, c=clone: git.keep(Path(r.project_dir), c, r.clone_branch)))
+        found.append(Leftover("record", sid, f"{record.project_name}, started "
+                              f"{record.started_at}", lambda s=sid: _forget(store, home, s)))
+    for vm in tart.list():
+        orphan = SESSION_VM.match(vm.name) and vm.name not in live_vms
+        stale_build = not provisioning and (vm.name == f"{base_vm}-build"
+                                            or vm.name.startswith(f"{base_vm}-old-"))
+        if orphan or stale_build:
+            found.append(Leftover("vm", vm.name, vm.state, lambda n=vm.name: _drop_vm(tart, n)))
+    return found
+
+
+def remove_all(leftovers: list[Leftover]) -> list[tuple[Leftover, ClaveError]]:
+    """Remove each; one failure never stops the others."""
+    failures = []
+    for leftover in leftovers:
+        try:
+            leftover.remove()
+        except ClaveError as err:
+            failures.append((leftover, err))
+    return failures
+
+
+def _drop_vm(tart, name: str) -> None:
+    tart.stop(name)
+    tart.delete(name)
+
+
+def _forget(store, home: Home, session_id: str) -> None:
+    store.remove(session_id)
+    shutil.rmtree(home.session_dir(session_id), ignore_errors=True)

@@ -1,0 +1,84 @@
+"""SessionTeardown: once, on every exit path — resources first, then the code's fate.
+
+Order: the session graph's clean (unproxy, stop the tunnel, stop and delete the VM; each
+guarded, failures reported), then keep / merge / discard, then the preflight clean (which
+removes the session record). Signals are ignored meanwhile: a second Ctrl-C must not cut
+a teardown in half.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+from clave.context import OnExit, SessionContext
+from clave.errors import ClaveError
+from clave.home import Home
+from clave.store import Store
+from clave.support.git import GitManager
+
+QUESTION = "What should happen to this session's code?"
+
+
+class SessionTeardown:
+    def __init__(self, ctx: SessionContext, session, preflight, git: GitManager,
+                 store: Store, home: Home, ui):
+        self.ctx, self.session, self.preflight = ctx, session, preflight
+        self.git, self.store, self.home, self.ui = git, store, home, ui
+        self.completed = False
+
+    def run(self) -> list[ClaveError]:
+        from clave.engine import signals_ignored
+
+        if self.completed:
+            return []
+        self.completed = True
+        with signals_ignored():
+            self._status("tearing_down")
+            failures = self.session.clean() if self.session else []
+            for failure in failures:
+                self.ui.warn(f"teardown: {failure}")
+            self.handle_clone()
+            failures += self.preflight.clean()
+            if not failures:
+                shutil.rmtree(self.home.session_dir(self.ctx.session_id), ignore_errors=True)
+            else:
+                self.ui.warn(f"logs kept in {self.home.session_dir(self.ctx.session_id)}; "
+                             "`clave cleanup` removes what is left.")
+        return failures
+
+    def choose(self) -> OnExit:
+        if self.ctx.on_exit is not None:
+            return self.ctx.on_exit
+        try:
+            answer = self.ui.select(QUESTION, OnExit.options(), OnExit.KEEP.value)
+        except (OSError, ClaveError):   # the terminal is gone (SIGHUP): the safe answer
+            answer = None
+        return OnExit.coerce(answer) or OnExit.KEEP
+
+    def handle_clone(self) -> None:
+        ctx = self.ctx
+        if ctx.clone_path is None or not self.git.clone_exists(ctx.clone_path):
+            return
+        action = self.choose()
+        try:
+            if action is OnExit.MERGE:
+                self.git.merge_and_clean_clone(ctx.project_dir, ctx.clone_path,
+                                               ctx.session_branch, ctx.base_branch)
+                self.ui.info(f"merged {ctx.session_branch} into {ctx.base_branch}.")
+            elif action is OnExit.DISCARD:
+                backup = self.git.remove_clone(ctx.project_dir, ctx.clone_path,
+                                               ctx.session_branch)
+                self.ui.info(f"discarded the session; undo with `git branch "
+                             f"{ctx.session_branch} {backup}`.")
+            else:
+                self.git.keep(ctx.project_dir, ctx.clone_path, ctx.session_branch)
+                self.ui.info(f"kept the clone at {ctx.clone_path} on branch "
+                             f"{ctx.session_branch}.")
+        except ClaveError as err:
+            self.ui.warn(f"{action.value} did not happen: {err}")
+
+    def _status(self, status: str) -> None:
+        try:
+            self.store.record(self.ctx.session_id, status=status)
+        except ClaveError:
+            pass
