@@ -117,7 +117,10 @@ class GitManager:
         for it are removed again.
         """
         repo, clone_path = self.root(repo), _absolute(clone_path)
-        if clone_path.exists() or clone_path.is_symlink():
+        # An empty directory is welcome: the VM may already share it while it boots.
+        empty_dir = (clone_path.is_dir() and not clone_path.is_symlink()
+                     and not any(clone_path.iterdir()))
+        if (clone_path.exists() or clone_path.is_symlink()) and not empty_dir:
             raise ClaveError(f"{clone_path} already exists: clave will not clone over it. "
                              "Remove it (or run `clave cleanup`) and try again.")
         if not self._git(repo, "check-ref-format", "--branch", branch, check=False).ok:
@@ -137,7 +140,11 @@ class GitManager:
             self._git(clone_path, "checkout", "--quiet", "-b", branch, head)
             self._copy_identity(repo, clone_path)
         except BaseException:
-            shutil.rmtree(made, ignore_errors=True)
+            if empty_dir:
+                for child in clone_path.iterdir():
+                    _remove(child)
+            else:
+                shutil.rmtree(made, ignore_errors=True)
             raise
 
     def copy_ignored_files(self, repo: Path, clone_path: Path,
@@ -453,6 +460,13 @@ def _ignore_key(line: str) -> str:
 
 def _absolute(path: Path) -> Path:
     return Path(os.path.abspath(path))
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _first_missing(path: Path) -> Path:

@@ -217,10 +217,34 @@ def test_clone_without_any_identity_gets_clave_s_own_so_commits_still_work(
 def test_clone_refuses_an_existing_path_and_leaves_it_alone(gm, repo, tmp_path):
     taken = tmp_path / "taken"
     taken.mkdir()
+    (taken / "mine.txt").write_text("user's file\n")
     with pytest.raises(ClaveError, match="already exists"):
         gm.clone_local(repo, taken, BRANCH)
-    assert list(taken.iterdir()) == []
+    assert [p.name for p in taken.iterdir()] == ["mine.txt"]
     assert not has_ref(repo, f"refs/heads/{BRANCH}")
+
+
+def test_clone_fills_an_existing_empty_directory_the_booting_vm_already_shares(
+        gm, repo, tmp_path):
+    shared = tmp_path / "wt" / "s-1"
+    shared.mkdir(parents=True)
+    gm.clone_local(repo, shared, BRANCH)
+    assert (shared / ".git").is_dir()
+    assert git(shared, "rev-parse", "--abbrev-ref", "HEAD").strip() == BRANCH
+
+
+def test_a_failed_clone_into_an_empty_shared_directory_empties_it_but_keeps_it(
+        gm, repo, tmp_path, monkeypatch):
+    shared = tmp_path / "wt" / "s-1"
+    shared.mkdir(parents=True)
+
+    def broken(*args, **kwargs):
+        raise ClaveError("checkout failed")
+
+    monkeypatch.setattr(gm, "_copy_identity", broken)
+    with pytest.raises(ClaveError, match="checkout failed"):
+        gm.clone_local(repo, shared, BRANCH)
+    assert shared.is_dir() and list(shared.iterdir()) == []
 
 
 def test_clone_refuses_a_session_branch_that_already_exists(gm, repo, tmp_path):
