@@ -1,0 +1,97 @@
+"""Mount the session's code share inside the VM (virtio-fs), with retries and diagnostics.
+
+Right after boot the virtio-fs device can lag behind SSH, so the mount is retried; when it
+still fails, the error carries what a person would look at next: the mount's own output, the
+end of the kernel log, the fstab line, and the virtio-fs tags the guest can see.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from clave.errors import ClaveError
+from clave.support.command import Result
+from clave.support.ssh import quote
+
+DEFAULT_TAG, DEFAULT_TARGET = "project", "/srv/project"
+RETRY_START, RETRY_MAX = 0.25, 2.0
+DMESG_LINES = 15
+
+# Tags live in /sys/fs/virtiofs/*/tag on Linux >= 6.10; older kernels only show the devices
+# (virtio device id 0x001a) on the bus, so count those instead.
+DIAGNOSE = """\
+echo "--- dmesg (last {lines} lines)"
+sudo -n dmesg 2>&1 | tail -n {lines}
+echo "--- /etc/fstab line for {target}"
+grep -F -- {target} /etc/fstab 2>&1 || echo "(none)"
+echo "--- virtio-fs tags the VM sees"
+found=
+for tag in /sys/fs/virtiofs/*/tag; do [ -r "$tag" ] && found=1 && cat "$tag"; done
+if [ -z "$found" ]; then
+  n=$(grep -lx 0x001a /sys/bus/virtio/devices/*/device 2>/dev/null | wc -l)
+  echo "(tags not exposed by this kernel; $n virtio-fs device(s) present)"
+fi
+echo "--- virtiofs mounts"
+grep -w virtiofs /proc/mounts || echo "(none)"
+"""
+
+
+class Runs(Protocol):
+    """What mount_share needs from an SshExecutor."""
+
+    host: str | None
+
+    def run(self, command: str, timeout: float = 60, *, check: bool = False) -> Result: ...
+
+
+def mount_command(tag: str, target: str) -> str:
+    """`sudo -n`: a sudo that wants a password fails at once instead of hanging."""
+    where = quote(target)
+    mount = f"sudo -n mount -t virtiofs {quote(tag)} {where}"
+    return f"mountpoint -q {where} || {{ sudo -n mkdir -p {where} && {mount}; }}"
+
+
+def mount_share(
+    ssh: Runs,
+    tag: str = DEFAULT_TAG,
+    target: str = DEFAULT_TARGET,
+    timeout: float = 30,
+    hint: Callable[[str], None] | None = None,
+) -> None:
+    """Mount virtio-fs `tag` at `target` unless something is mounted there already.
+
+    Retries (0.25 s doubling to 2 s) until `timeout`; then raises a ClaveError whose message
+    includes the diagnostics.
+    """
+    command = mount_command(tag, target)
+    deadline = time.monotonic() + timeout
+    delay = RETRY_START
+    while True:
+        result = ssh.run(command, timeout=max(5.0, min(timeout, 30.0)), check=False)
+        if result.ok:
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        if hint is not None:
+            hint(f"waiting for the {tag} share… ({result.last_line() or 'mount failed'})")
+        time.sleep(min(delay, left))
+        delay = min(delay * 2, RETRY_MAX)
+    report = diagnose(ssh, target)
+    raise ClaveError(
+        f"could not mount the `{tag}` share at {target} in the VM ({ssh.host}) within "
+        f"{timeout:g} s: {result.last_line() or f'exit {result.exited}'}\n"
+        f"--- mount output (exit {result.exited})\n{result.tail(10) or '(none)'}\n{report}"
+    )
+
+
+def diagnose(ssh: Runs, target: str) -> str:
+    """The kernel log tail, fstab line, visible tags and current mounts (never raises)."""
+    try:
+        result = ssh.run(DIAGNOSE.format(lines=DMESG_LINES, target=quote(target)),
+                         timeout=15, check=False)
+    except ClaveError as err:
+        return f"(no diagnostics: {err})"
+    return result.stdout.rstrip() or f"(no diagnostics: {result.last_line()})"
