@@ -146,3 +146,37 @@ def test_an_invalid_project_config_is_refused_with_exit_2_before_listing(
 ])
 def test_describe_says_what_the_next_run_would_do(status, reason, text):
     assert tasks_command.describe(status, reason) == text
+
+
+# -- the real catalog, and plain doit over the same graphs ----------------------------------
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_the_real_catalog_lists_preflight_and_session_steps_in_order(project, clave_home):
+    text = listing(project, clave_home)
+    preflight = [row[0] for row in table_rows(text, "preflight")]
+    assert preflight[:2] == ["validate_project", "get_git_branch"]
+    assert preflight[-1] == "save_session"
+    session = [row[0] for row in table_rows(text, "session")]
+    assert session.index("clone_vm") < session.index("boot_vm") < session.index(
+        "configure_herd_proxy")
+    assert table_rows(text, "provision")
+    assert list(clave_home.iterdir()) == []
+
+
+def test_doit_list_at_the_repo_root_lists_the_same_tasks_as_clave_tasks(
+        project, clave_home, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    names = {row[0] for graph in ("preflight", "session", "provision")
+             for row in table_rows(listing(project, clave_home), graph)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CLAVE_HOME": str(tmp_path / "dodo-home")}
+    done = subprocess.run([sys.executable, "-m", "doit", "list", "--all"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    listed = {line.split()[0] for line in done.stdout.splitlines() if line.strip()}
+    assert names <= listed
+    assert {"preflight", "session"} <= listed     # one group task per runnable graph
