@@ -114,15 +114,22 @@ class Store:
     @classmethod
     def open(cls, home: Home | None = None) -> Store:
         """Create `$CLAVE_HOME` (0700) and the DB (0600) if needed, and migrate it."""
-        home = (home or Home.from_env()).ensure()
+        home = home or Home.from_env()
         path = home.db
-        if not path.exists():
-            # SQLite creates its -wal/-shm files with the database file's mode.
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        store = cls(_connect(path), path)
+        try:
+            home.ensure()
+            if not path.exists():
+                # SQLite creates its -wal/-shm files with the database file's mode.
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            store = cls(_connect(path), path)
+        except (OSError, sqlite3.Error) as err:
+            raise _unusable(path, err) from err
         try:
             store._migrate()
             store._retrying(store._use_wal)
+        except sqlite3.Error as err:
+            store.close()
+            raise _unusable(path, err) from err
         except BaseException:
             store.close()
             raise
@@ -277,6 +284,12 @@ def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
     db.row_factory = sqlite3.Row
     return db
+
+
+def _unusable(path: Path, err: Exception) -> ClaveError:
+    reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+    return ClaveError(f"{path} cannot be used ({reason}): check CLAVE_HOME, or move the "
+                      "file away to start with no sessions.")
 
 
 def _is_busy(err: sqlite3.OperationalError) -> bool:

@@ -52,6 +52,19 @@ def test_open_defaults_to_clave_home_from_the_environment(clave_home):
     assert (clave_home / "clave.db").is_file()
 
 
+def test_a_file_that_is_not_a_database_is_refused_with_one_sentence(home):
+    home.root.mkdir()
+    home.db.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(ClaveError, match=r"clave\.db cannot be used \(file is not a database\)"):
+        Store.open(home)
+
+
+def test_a_home_that_cannot_be_created_is_refused_with_one_sentence(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ClaveError, match="cannot be used .*check CLAVE_HOME"):
+        Store.open(Home(tmp_path / "a-file" / "clave"))
+
+
 def test_close_twice_is_harmless(home):
     store = Store.open(home)
     store.close()
