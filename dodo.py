@@ -55,7 +55,8 @@ def task_provision():
 def _graph(label: str, *, group: bool = True):
     tasks, _db = GRAPHS[label]
     engine = Engine(tasks, CONTEXT, HOME.provision_db)
-    for task in engine._task_dicts(failures=[]):   # the engine's own dicts, not a copy
+    # the engine's own dicts (not a copy), chained in its run order as `clave` runs them
+    for task in engine._task_dicts(failures=[], sequence=engine.order()):
         name = task.pop("name")
         yield {"basename": name, **task}
     if group:
