@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from clave import __version__
-from clave.errors import EXIT_INTERRUPTED, ClaveError, NotAvailable, UsageError
+from clave.errors import EXIT_INTERRUPTED, ClaveError, UsageError
 
 PICK_SESSION = ""   # `--resume` without an ID: choose among this project's sessions
 
@@ -157,40 +157,77 @@ def _cmd_auth(args: argparse.Namespace) -> int:
                     auth_file=user_config_dir() / "auth.json", out=sys.stdout)
 
 
-# -- commands whose machinery lands later: validate the flags, then wire them here ---------
+# -- commands that need the settings and the terminal UI --------------------------------------
+
+def _settings():
+    from clave import config
+
+    return config.load(Path.cwd())
+
+
+def _ui():
+    from clave.ui import Ui
+
+    return Ui.create()
+
 
 def _cmd_session(args: argparse.Namespace) -> int:
+    from clave.commands import session
     from clave.context import OnExit
+    from clave.home import Home
 
-    OnExit.coerce(args.on_exit)     # a bad value is refused before anything is created
-    return _not_yet("clave")        # session.run(project_dir=Path.cwd(), on_exit=..., resume=...)
+    on_exit = OnExit.coerce(args.on_exit)   # a bad value is refused before anything is created
+    settings = _settings()
+    if args.resume is not None:
+        return session.resume(session_id=args.resume or None, project_dir=Path.cwd(),
+                              on_exit=on_exit, settings=settings, home=Home.from_env(),
+                              ui=_ui())
+    return session.run(project_dir=Path.cwd(), on_exit=on_exit, settings=settings,
+                       home=Home.from_env(), ui=_ui())
 
 
 def _cmd_provision(args: argparse.Namespace) -> int:
-    return _not_yet("clave provision")
+    from clave.commands import provision
+    from clave.home import Home
+
+    return provision.run(force=args.force, update=args.update, image=args.image,
+                         settings=_settings(), home=Home.from_env(), project_dir=Path.cwd(),
+                         ui=_ui())
 
 
 def _cmd_cleanup(args: argparse.Namespace) -> int:
-    return _not_yet("clave cleanup")
+    from clave.commands import cleanup
+    from clave.home import Home
+
+    return cleanup.run(dry_run=args.dry_run, settings=_settings(), home=Home.from_env(),
+                       ui=_ui())
 
 
 def _cmd_ssh(args: argparse.Namespace) -> int:
-    return _not_yet("clave ssh")
+    from clave.commands import remote
+    from clave.home import Home
+
+    return remote.shell(session_id=args.session_id, settings=_settings(), home=Home.from_env())
 
 
 def _cmd_exec(args: argparse.Namespace) -> int:
-    if not args.argv:
+    from clave.commands import remote
+    from clave.home import Home
+
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not argv:
         raise UsageError("`clave exec` needs a command after the session ID: "
                          "clave exec ID -- CMD...")
-    return _not_yet("clave exec")
+    return remote.execute(session_id=args.session_id, command=argv, settings=_settings(),
+                          home=Home.from_env())
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    return _not_yet("clave doctor")
+    from clave.commands import doctor
+    from clave.home import Home
 
-
-def _not_yet(command: str) -> NoReturn:
-    raise NotAvailable(f"`{command}` is not available yet in clave {__version__}.")
+    return doctor.run(settings=_settings(), home=Home.from_env(), project_dir=Path.cwd(),
+                      ui=_ui())
 
 
 def _refuse_session_flags(args: argparse.Namespace) -> None:

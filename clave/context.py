@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import string
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
@@ -20,7 +20,7 @@ def new_session_id() -> str:
     return "".join(secrets.choice(SESSION_ID_ALPHABET) for _ in range(SESSION_ID_LENGTH))
 
 
-class OnExit(str, Enum):
+class OnExit(StrEnum):
     """What happens to the session's code when the session ends."""
 
     KEEP = "keep"
@@ -61,7 +61,7 @@ _ON_EXIT_DESCRIPTIONS = {
 }
 
 
-class ServicesMode(str, Enum):
+class ServicesMode(StrEnum):
     """How the app in the VM reaches MySQL and Redis (DESIGN.md, corrections)."""
 
     TUNNEL = "tunnel"    # SSH reverse forwards; DB_HOST=127.0.0.1 in the VM

@@ -65,6 +65,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "CREATE INDEX sessions_by_project ON sessions (project_dir, started_at)",
     ),
+    (
+        # the clave process that owns the session: dead owner = crashed session (cleanup)
+        "ALTER TABLE sessions ADD COLUMN clave_pid INTEGER",
+        # the VM's SSH host key, pinned by the session for `clave ssh` / `exec` / --resume
+        "ALTER TABLE sessions ADD COLUMN host_key TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -87,6 +93,8 @@ class SessionRecord:
     proxy_name: str | None = None
     app_url: str | None = None
     services_mode: str | None = None
+    clave_pid: int | None = None
+    host_key: str | None = None
     status: SessionStatus = SessionStatus.STARTING
     started_at: datetime | None = None    # set by Store.add when None
     updated_at: datetime | None = None

@@ -8,6 +8,7 @@ a teardown in half.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 
 from clave.context import OnExit, SessionContext
@@ -78,7 +79,5 @@ class SessionTeardown:
             self.ui.warn(f"{action.value} did not happen: {err}")
 
     def _status(self, status: str) -> None:
-        try:
+        with contextlib.suppress(ClaveError):
             self.store.record(self.ctx.session_id, status=status)
-        except ClaveError:
-            pass

@@ -25,7 +25,7 @@ def checks(settings, home: Home, project_dir: Path) -> list[tuple[str, Callable]
     from clave.tasks import catalog
 
     world = catalog.adapters(settings, home)
-    tart, herd, auth, git = world["tart"], world["herd"], world["auth"], world["git"]
+    _tart, herd, auth, git = world["tart"], world["herd"], world["auth"], world["git"]
 
     def tart_check():
         if not shutil.which("tart"):

@@ -31,6 +31,7 @@ class BootVm(Step):
         ctx.hint(f"waiting for SSH on {ctx.vm_ip}")
         self.ssh.set_host(ctx.vm_ip)
         self.ssh.wait_ready(SSH_TIMEOUT)
+        self.store.record(ctx.session_id, host_key=self.ssh.host_key_fingerprint)
         ctx.hint(f"mounting the code at {PROJECT_DIR}")
         mount_share(self.ssh, SHARE_TAG, PROJECT_DIR, MOUNT_TIMEOUT, hint=ctx.hint)
         self.ssh.run(f"mkdir -p {COMPOSER_CACHE_DIR}", check=True)

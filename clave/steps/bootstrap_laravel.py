@@ -48,6 +48,7 @@ class BootstrapLaravel(Step):
         if created:
             ctx.info("created .env from .env.example")
         log = self.home.session_dir(ctx.session_id) / "bootstrap.log"
+        log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         for hint, command in commands(self.settings.get("bootstrap.composer"),
                                       self.settings.get("bootstrap.migrate")):
             ctx.hint(hint)

@@ -18,7 +18,7 @@ NO_CREDENTIAL = (
 class CheckClaudeAuthentication(Step):
     label = "Checking Claude Code authentication"
 
-    def __init__(self, auth: AuthManager, confirm: Callable[[str, bool], "bool | None"],
+    def __init__(self, auth: AuthManager, confirm: Callable[[str, bool], bool | None],
                  interactive: bool):
         self.auth, self.confirm, self.interactive = auth, confirm, interactive
 

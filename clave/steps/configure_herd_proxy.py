@@ -17,6 +17,7 @@ class ConfigureHerdProxy(Step):
 
     def run(self, ctx: SessionContext) -> None:
         local = f"http://127.0.0.1:{ctx.tunnel_port}"
+        ctx.app_url = local          # the URL until (unless) Herd serves a .test one
         if not self.settings.get("herd.enabled"):
             ctx.info(f"Herd is disabled (herd.enabled); the app is at {local}")
             return
@@ -27,6 +28,7 @@ class ConfigureHerdProxy(Step):
         self.store.record(ctx.session_id, proxy_name=ctx.proxy_name)   # intent first
         self.herd.proxy(ctx.proxy_name, local, secure=True)
         ctx.app_url = self.herd.url(ctx.proxy_name)
+        self.store.record(ctx.session_id, app_url=ctx.app_url)
 
     def undo(self, ctx: SessionContext) -> None:
         name = ctx.proxy_name or ctx.default_proxy_name

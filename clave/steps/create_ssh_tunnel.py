@@ -39,6 +39,7 @@ class CreateSshTunnel(Step):
             )
             self.store.record(ctx.session_id, tunnel_pid=ctx.tunnel_pid)
         ctx.app_url = f"http://127.0.0.1:{port}"
+        self.store.record(ctx.session_id, app_url=ctx.app_url)
 
     def undo(self, ctx: SessionContext) -> None:
         record = self.store.get(ctx.session_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from clave.context import SessionContext
-from clave.errors import ClaveError
 from clave.steps.base import Step
 from clave.support.git import GitManager
 
@@ -24,7 +23,5 @@ class GetGitBranch(Step):
         ctx.base_branch = self.git.current_branch(ctx.project_dir)
 
     def done(self, ctx: SessionContext) -> bool:
-        try:
-            return ctx.base_branch == self.git.current_branch(ctx.project_dir)
-        except ClaveError:
-            return False
+        """The base branch is fixed when the session starts (a resume keeps it)."""
+        return ctx.base_branch is not None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from clave.context import SessionContext
 from clave.steps.base import Step
 from clave.store import Store
@@ -22,6 +24,7 @@ class SaveSession(Step):
                 base_branch=ctx.base_branch,
                 services_mode=ctx.services_mode.value,
                 status="starting",
+                clave_pid=os.getpid(),
             )
 
     def undo(self, ctx: SessionContext) -> None:
