@@ -68,6 +68,11 @@ class Ui:
     def plain(self) -> bool:
         return self.term is None
 
+    @property
+    def interactive(self) -> bool:
+        """Someone can answer a prompt: stdin and stdout are both terminals."""
+        return self._can_read_lines()
+
     # -- Messages ---------------------------------------------------------------------------
 
     def info(self, message: str) -> None:
@@ -138,6 +143,15 @@ class Ui:
         self._erase()
         for stream in (self.out, self.err):
             stream.flush()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hide the live area while something else writes to the terminal, then redraw."""
+        self._erase()
+        try:
+            yield
+        finally:
+            self._redraw()
 
     # -- prompts ----------------------------------------------------------------------------
 
@@ -362,15 +376,6 @@ class Ui:
     def _write(stream: TextIO, text: str) -> None:
         stream.write(text)
         stream.flush()
-
-    @contextmanager
-    def paused(self) -> Iterator[None]:
-        """Hide the live area while something else writes to the terminal, then redraw."""
-        self._erase()
-        try:
-            yield
-        finally:
-            self._redraw()
 
 
 def plain_requested(environ: Mapping[str, str]) -> bool:

@@ -122,6 +122,14 @@ def test_a_failed_or_interrupted_step_says_so_with_its_time():
                                            "[2/2] Waiting: interrupted (0.0 s)"]
 
 
+def test_a_ui_off_a_tty_is_not_interactive_and_one_on_a_terminal_is(terminal):
+    ui, _out, _err = plain_ui()
+    assert not ui.interactive
+    with open(os.ttyname(terminal.out.fileno())) as tty_in:
+        ui = Ui.create(out=terminal.out, stdin=tty_in, environ={"NO_COLOR": "1"})
+        assert ui.plain and ui.interactive
+
+
 def test_select_off_a_tty_takes_the_default_without_asking_and_says_so():
     ui, out, _err = plain_ui()
     assert ui.select("On exit?", OPTIONS, default="merge") == "merge"
@@ -233,6 +241,15 @@ def test_release_clears_the_progress_area_before_a_child_takes_the_terminal(term
     ui.release()
     ui.end()                                           # the engine's end after release: harmless
     assert terminal.screen() == []
+
+
+def test_paused_hides_the_live_area_while_something_else_writes_then_redraws_it(terminal):
+    ui = terminal.ui()
+    ui.begin("", 1)
+    ui.step_started(1, "Checking authentication")
+    with ui.paused():
+        terminal.out.write("Paste the token: \n")
+    assert terminal.screen() == ["Paste the token:", "step 1 of 1 · Checking authentication"]
 
 
 def test_a_nested_pipeline_draws_under_its_parent_step_and_hands_back(terminal):
