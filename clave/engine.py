@@ -161,6 +161,10 @@ class Engine:
         finally:
             dep.close()
 
+    def task_dicts(self) -> list[dict[str, Any]]:
+        """The doit task dicts in run order, for plain `doit` (dodo.py)."""
+        return self._task_dicts(failures=[], sequence=self.order())
+
     # -- building doit tasks ----------------------------------------------------------------
 
     def _task_dicts(self, *, failures: list[ClaveError], undone: set[str] | None = None,

@@ -35,9 +35,8 @@ class SessionTeardown:
         self.completed = True
         with signals_ignored():
             self._status("tearing_down")
+            # Engine.clean() has already reported each failure through ctx.warn
             failures = self.session.clean() if self.session else []
-            for failure in failures:
-                self.ui.warn(f"teardown: {failure}")
             self.handle_clone()
             failures += self.preflight.clean()
             if not failures:
@@ -58,7 +57,12 @@ class SessionTeardown:
 
     def handle_clone(self) -> None:
         ctx = self.ctx
-        if ctx.clone_path is None or not self.git.clone_exists(ctx.clone_path):
+        if ctx.clone_path is None:
+            return
+        if not self.git.clone_exists(ctx.clone_path):
+            # StartVm shares the directory before CloneRepo fills it: an empty one is ours
+            with contextlib.suppress(OSError):
+                ctx.clone_path.rmdir()
             return
         action = self.choose()
         try:
