@@ -46,7 +46,7 @@ TOOLS = {  # program -> Debian package
     "ip": "iproute2",
     "unshare": "util-linux",
     "nsenter": "util-linux",
-    "runuser": "util-linux",
+    "setpriv": "util-linux",
     "mountpoint": "util-linux",
     "sshd": "openssh-server",
     "ssh-keygen": "openssh-client",
@@ -96,7 +96,7 @@ class FakeVm:
     netns = property(lambda self: self.record["netns"])
     veth = property(lambda self: self.record["veth"])
     state_dir = property(lambda self: Path(self.record["state_dir"]))
-    shares = property(lambda self: dict(self.record["shares"]))
+    shares = property(lambda self: dict(self.record["shares"]))  # tag -> path | {name: path}
     init_pid = property(lambda self: self.record.get("init_pid"))
 
     def __repr__(self) -> str:
@@ -107,14 +107,16 @@ class FakeVm:
     def boot(
         cls,
         name: str,
-        shares: dict[str, str],
+        shares: dict[str, str | dict[str, str]],
         state_dir: Path,
         *,
         die_with_parent: bool = False,
     ) -> FakeVm:
         """Create and start a VM; returns once it has its IP (sshd may still be starting,
-        as with real DHCP). shares: virtio-fs tag -> host directory. die_with_parent: the
-        VM powers off when the calling thread dies (like a SIGKILLed `tart run`)."""
+        as with real DHCP). shares: virtio-fs tag -> host directory (Tart's single share:
+        the mount shows that directory) or tag -> {name: host directory} (Tart's multiple
+        share: the mount shows NAME/ subdirectories). die_with_parent: the VM powers off
+        when the calling thread dies (like a SIGKILLed `tart run`)."""
         reason = unavailable_reason()
         if reason:
             raise HarnessError(reason)
@@ -153,7 +155,9 @@ class FakeVm:
             raise HarnessError(f"no test VM recorded in {state_dir} ({err}).") from err
 
     def _start(self, die_with_parent: bool) -> None:
-        lines = "".join(f"{tag}\t{path}\n" for tag, path in self.shares.items())
+        # name "." (the tag's root) for an unnamed share: bash's read collapses empty fields
+        rows = _flat(self.shares)
+        lines = "".join(f"{tag}\t{name or '.'}\t{path}\n" for tag, name, path in rows)
         (self.state_dir / "shares.tsv").write_text(lines)
         argv = [
             "ip", "netns", "exec", self.netns,  # exec, no fork: Popen's pid is unshare's
@@ -272,8 +276,8 @@ class FakeVm:
         if not self.running():
             raise HarnessError(f"VM {self.name} is not running.")
         cmd = ["nsenter", "-t", str(self.init_pid), "-n", "-m", "-p", "-u", "--"]
-        if user != "root":
-            cmd += ["runuser", "-u", user, "--"]
+        if user != "root":  # setpriv execs (runuser would linger, and sleep 2 s on SIGTERM)
+            cmd += ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--"]
         home = "/root" if user == "root" else f"/home/{user}"
         env = {"PATH": GUEST_PATH, "LANG": "C.UTF-8", "HOME": home, "USER": user, "LOGNAME": user}
         return subprocess.run(
@@ -306,7 +310,7 @@ class FakeVm:
             write_json(net.slots_dir / f"{self.index}.json", self.record)
 
 
-def _checked(name: str, shares: dict[str, str], state_dir: Path) -> dict[str, str]:
+def _checked(name: str, shares: dict, state_dir: Path) -> dict:
     """Refuse what the VM could not honour, before anything is created."""
     if not NAME_RE.fullmatch(name):
         raise HarnessError(f"VM name {name!r} is not a host name: use letters, digits, . _ -")
@@ -315,10 +319,11 @@ def _checked(name: str, shares: dict[str, str], state_dir: Path) -> dict[str, st
             f"VM state directory {state_dir} is inside {', '.join(HIDDEN_FOR_STATE)}, which the "
             "VM hides or overlays: use a directory elsewhere (e.g. under /tmp)."
         )
-    resolved = {}
-    for tag, path in shares.items():
-        if not tag or any(c.isspace() for c in tag):
-            raise HarnessError(f"virtio-fs tag {tag!r} is empty or holds whitespace.")
+    resolved: dict = {}
+    for tag, name_, path in _flat(shares):
+        for word, what in ((tag, "virtio-fs tag"), (name_ or "x", "share name")):
+            if word in (".", "..") or any(c.isspace() or c == "/" for c in word):
+                raise HarnessError(f"{what} {word!r} cannot hold whitespace or '/'.")
         real = Path(path).expanduser().resolve()
         if not real.is_dir():
             raise HarnessError(f"shared directory {path} (tag {tag}) does not exist.")
@@ -327,19 +332,31 @@ def _checked(name: str, shares: dict[str, str], state_dir: Path) -> dict[str, st
                 f"shared directory {real} cannot be shared: it is under /run "
                 "or its name holds a tab or newline."
             )
-        resolved[tag] = str(real)
+        if name_:
+            resolved.setdefault(tag, {})[name_] = str(real)
+        else:
+            resolved[tag] = str(real)
     return resolved
+
+
+def _flat(shares: dict) -> list[tuple[str, str, str]]:
+    """(tag, name, path) rows; name is '' for a tag's single unnamed share."""
+    rows = []
+    for tag, value in shares.items():
+        named = value.items() if isinstance(value, dict) else [("", value)]
+        rows += [(tag, name, path) for name, path in named]
+    return rows
 
 
 def _under(path: Path, roots: tuple[str, ...]) -> bool:
     return any(path == Path(r) or Path(r) in path.parents for r in roots)
 
 
-def _admin_uid(shares: dict[str, str]) -> int:
+def _admin_uid(shares: dict) -> int:
     """admin owns the code like on a Mac: it gets the uid of the first share's owner."""
     if override := os.environ.get("CLAVE_FAKEVM_ADMIN_UID"):
         return int(override)
-    for path in shares.values():
+    for _tag, _name, path in _flat(shares):
         uid = os.stat(path).st_uid
         return uid if uid != 0 else DEFAULT_ADMIN_UID
     return DEFAULT_ADMIN_UID
@@ -365,7 +382,7 @@ def main(argv: list[str]) -> int:
     """`python -m tests.harness.fakevm boot NAME STATE_DIR [TAG=PATH ...] | destroy STATE_DIR
     | list | reap [OWNER]` -- manual use and cleanup after a crashed test run."""
     if argv[:1] == ["boot"] and len(argv) >= 3:
-        shares = dict(item.split("=", 1) for item in argv[3:])
+        shares: dict = dict(item.split("=", 1) for item in argv[3:])
         vm = FakeVm.boot(argv[1], shares, Path(argv[2]))
         vm.wait_ssh()
         print(json.dumps({"name": vm.name, "ip": vm.ip, "index": vm.index}))

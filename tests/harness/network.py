@@ -92,14 +92,21 @@ class Network:
         run(["ip", "link", "set", self.bridge, "up"])
 
     def remove_bridge(self) -> bool:
-        """Delete the bridge unless a VM (of any test run) is still attached; True if gone."""
+        """Delete the bridge unless a VM or a server (of any test run: several share this
+        machine) still uses it; True if it is gone."""
         with self.lock("bridge"):
             if not self.bridge_exists():
                 return True
-            if any(Path(f"/sys/class/net/{self.bridge}/brif").iterdir()):
+            if any(Path(f"/sys/class/net/{self.bridge}/brif").iterdir()) or self._served():
                 return False
             run(["ip", "link", "del", self.bridge])
             return True
+
+    def _served(self) -> bool:
+        """Something listens on the gateway address (another run's MariaDB or Redis)."""
+        gateway = "".join(f"{int(octet):02X}" for octet in reversed(self.gateway.split(".")))
+        rows = [row.split() for row in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+        return any(cols[1].startswith(gateway + ":") and cols[3] == "0A" for cols in rows)
 
     def attach(self, index: int) -> None:
         """Create VM index's namespace and veth pair, eth0 addressed, default via the gateway."""

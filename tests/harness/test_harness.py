@@ -124,6 +124,28 @@ def test_an_unknown_share_tag_fails_like_the_real_virtiofs_mount(test_vm):
     assert test_vm.exec(["mountpoint", "-q", "/srv/project"]).returncode != 0
 
 
+@pytest.mark.vm
+def test_named_shares_appear_as_subdirectories_of_their_tag_like_on_tart(bridge, tmp_path):
+    app, extra = fixtures.copy_app(tmp_path / "app"), tmp_path / "extra"
+    extra.mkdir()
+    (extra / "note.txt").write_text("extra\n")
+    automount = "com.apple.virtio-fs.automount"
+    shares = {automount: {"project": str(app)}, "x": {"a": str(app), "b": str(extra)}}
+    vm = FakeVm.boot("clave-named", shares, tmp_path / "state")
+    try:
+        vm.wait_ssh()
+        vm.mount_share(automount, "/srv/project")  # the trap: code lands one level down
+        listing = vm.exec(["ls", "/srv/project", "/srv/project/project"]).stdout
+        assert listing.splitlines()[:2] == ["/srv/project:", "project"]
+        assert "artisan" in listing
+        vm.exec(["mkdir", "/mnt/x"])
+        vm.mount_share("x", "/mnt/x")
+        assert vm.exec(["cat", "/mnt/x/b/note.txt"]).stdout == "extra\n"
+        assert vm.exec(["test", "-f", "/mnt/x/a/artisan"]).returncode == 0
+    finally:
+        vm.destroy()
+
+
 def test_mounting_an_already_mounted_share_again_fails(test_vm):
     test_vm.mount_share()
     with pytest.raises(HarnessError, match="already mounted"):
@@ -223,9 +245,10 @@ def test_bad_boot_requests_are_refused_before_anything_is_created(bridge, tmp_pa
 
 # ---------------------------------------------------------------- several VMs
 @pytest.mark.parametrize("count", [2, 5])
-def test_several_vms_run_at_once_with_their_own_address_code_and_host_key(test_vms, count):
+def test_several_vms_run_at_once_with_their_own_address_code_and_host_key(test_vms, bridge, count):
     vms = test_vms(count)
     assert len({vm.ip for vm in vms}) == count
+    assert bridge.remove_bridge() is False  # never pulled from under running VMs
     markers = {}
     for vm in vms:
         markers[vm.name] = write_marker(vm)

@@ -7,9 +7,11 @@
 #
 # Inside, the VM looks like a provisioned Tart guest: user admin/admin with passwordless
 # sudo, sshd on the VM address, nginx + php-fpm serving /srv/project/public, and the
-# virtio-fs shares listed in STATE_DIR/shares.tsv (TAG<TAB>HOST_PATH) NOT mounted: like
-# on Tart, `sudo mount -t virtiofs TAG DIR` mounts one (through the mount.virtiofs
+# virtio-fs shares listed in STATE_DIR/shares.tsv (TAG<TAB>NAME|.<TAB>HOST_PATH) NOT mounted:
+# like on Tart, `sudo mount -t virtiofs TAG DIR` mounts one (through the mount.virtiofs
 # stand-in installed below) and an unknown tag fails as the real kernel makes it fail.
+# An unnamed share is the root of its tag's mount; named shares (Tart's multiple-directory
+# share) appear as DIR/NAME.
 # Host files are never modified: /etc, /var and /usr are overlays whose upper dirs live
 # in STATE_DIR; /run, /tmp, /home, /root and /srv are per-VM tmpfs.
 set -euo pipefail
@@ -50,12 +52,11 @@ trap shutdown_vm TERM INT HUP
 mount -t tmpfs -o mode=755 tmpfs /run
 mkdir -p "$META/virtiofs" /run/lock /run/sshd /run/php
 : >"$META/virtiofs.tsv"
-i=0
-while IFS=$'\t' read -r tag path; do
-    mkdir "$META/virtiofs/$i"
-    mount --bind "$path" "$META/virtiofs/$i"
-    printf '%s\t%s\n' "$tag" "$META/virtiofs/$i" >>"$META/virtiofs.tsv"
-    i=$((i + 1))
+while IFS=$'\t' read -r tag name path; do
+    root="$META/virtiofs/$tag"
+    [ -d "$root" ] || printf '%s\t%s\n' "$tag" "$root" >>"$META/virtiofs.tsv"
+    mkdir -p "$root/$name"
+    mount --bind "$path" "$root/$name"
 done <"$STATE/shares.tsv"
 for d in etc var usr; do
     mkdir -p "$STATE/$d.upper" "$STATE/$d.work"
@@ -114,7 +115,7 @@ if mountpoint -q "$dir"; then
     echo "mount: $dir: $tag already mounted on $dir." >&2
     exit 32
 fi
-exec mount --bind $ro "$src" "$dir"
+exec mount --rbind $ro "$src" "$dir"
 EOF
 cat >/usr/bin/dmesg <<'EOF'
 #!/bin/sh
