@@ -12,4 +12,5 @@ if ! command -v composer >/dev/null 2>&1; then
   fi
   php "$tmp/composer-setup.php" --quiet --install-dir=/usr/local/bin --filename=composer
 fi
-install -d -o admin -g admin /home/admin/.cache/composer
+# every level named: `install -d` would leave a missing ~/.cache owned by root
+install -d -o admin -g admin /home/admin/.cache /home/admin/.cache/composer

@@ -2,13 +2,20 @@
 # description: Claude Code's native installer, run as admin (a root install is unusable by admin)
 if [ ! -x /home/admin/.local/bin/claude ]; then
   for attempt in 1 2 3; do
-    if sudo -H -u admin bash -c 'curl -fsSL https://claude.ai/install.sh | bash'; then
+    # pipefail: a failed download must fail the attempt, not feed bash an empty script
+    if sudo -H -u admin bash -c 'set -o pipefail; cd; curl -fsSL https://claude.ai/install.sh | bash' \
+        && [ -x /home/admin/.local/bin/claude ]; then
       break
     fi
-    [ "$attempt" = 3 ] && exit 1
+    if [ "$attempt" = 3 ]; then
+      echo "the Claude Code installer failed 3 times" >&2
+      exit 1
+    fi
     sleep 5
   done
 fi
-# shellcheck disable=SC2016  # $HOME must expand at login, not now
-grep -qs 'local/bin' /home/admin/.profile \
-  || echo 'export PATH="$HOME/.local/bin:$PATH"' >> /home/admin/.profile
+if ! grep -qs 'local/bin' /home/admin/.profile; then
+  # shellcheck disable=SC2016  # $HOME must expand at login, not now
+  echo 'export PATH="$HOME/.local/bin:$PATH"' >> /home/admin/.profile
+  chown admin:admin /home/admin/.profile
+fi

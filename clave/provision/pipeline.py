@@ -13,7 +13,7 @@ import re
 import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from clave.errors import ConfigError
 
@@ -22,6 +22,7 @@ OPTIONAL_DIR = BUILTIN_DIR / "optional"
 IMAGE_RECORD = "/etc/clave/image.json"
 PRELUDE = "#!/usr/bin/env bash\nset -euo pipefail\nexport DEBIAN_FRONTEND=noninteractive\n"
 _FILE_NAME = re.compile(r"^(\d{2})-([a-z0-9][a-z0-9-]*)\.sh$")
+_STEP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")   # it becomes a file and task name in the VM
 _HEADER = re.compile(r"^#\s*(name|description):\s*(.+?)\s*$")
 
 
@@ -48,11 +49,15 @@ class Fragment:
 
 
 def read_fragment(path: Path, order: str | None = None) -> Fragment:
+    """Parse one fragment; `order` is given for extra steps, whose file names are free."""
     match = _FILE_NAME.match(path.name)
     if match is None and order is None:
         raise ConfigError(f"{path}: a provisioning fragment must be named NN-name.sh "
                           "(two digits, a dash, lowercase letters, digits or dashes).")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read this provisioning fragment ({err}).") from None
     header = {}
     for line in text.splitlines()[:2]:
         field = _HEADER.match(line)
@@ -61,11 +66,19 @@ def read_fragment(path: Path, order: str | None = None) -> Fragment:
     if set(header) != {"name", "description"}:
         raise ConfigError(f"{path}: the first two lines must be `# name: …` and "
                           "`# description: …`.")
-    return Fragment(order or match.group(1), header["name"], header["description"], text, path)
+    name = header["name"]
+    if not _STEP_NAME.match(name):
+        raise ConfigError(f"{path}: step name {name!r} must be lowercase letters, digits "
+                          "and dashes (it names a file and a task in the VM).")
+    if order is None and name != match.group(2):
+        raise ConfigError(f"{path}: the header says `name: {name}` but the file is named "
+                          f"{match.group(2)!r}; make them the same.")
+    return Fragment(order or match.group(1), name, header["description"], text, path)
 
 
-def builtin_fragments() -> list[Fragment]:
-    return [read_fragment(p) for p in sorted(BUILTIN_DIR.glob("[0-9][0-9]-*.sh"))]
+def builtin_fragments(directory: Path = BUILTIN_DIR) -> list[Fragment]:
+    """Every `*.sh` in the directory: a badly named one is refused, never silently skipped."""
+    return [read_fragment(p) for p in sorted(directory.glob("*.sh"))]
 
 
 def resolve_extra(names: Iterable[str], project_dir: Path | None) -> list[Fragment]:
@@ -112,8 +125,9 @@ class ProvisioningPipeline:
     def record_command(self) -> str:
         """Shell that writes the digests into the image (read back by `clave doctor`)."""
         record = json.dumps({"checksum": self.checksum, "steps": self.digests()}, indent=2)
-        return (f"install -d /etc/clave && cat > {IMAGE_RECORD} <<'CLAVE_IMAGE'\n"
-                f"{record}\nCLAVE_IMAGE\n")
+        target = PurePosixPath(IMAGE_RECORD)
+        return (f"install -d {shlex.quote(str(target.parent))} && "
+                f"cat > {shlex.quote(str(target))} <<'CLAVE_IMAGE'\n{record}\nCLAVE_IMAGE\n")
 
     def to_script(self) -> str:
         """One self-contained script: every step in order, each in its own subshell."""

@@ -13,47 +13,47 @@ COMPETING_AUTH = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_AUT
                   "CLAUDE_CODE_USE_FOUNDRY")
 FORWARDED = re.compile(r"^(TERM|COLORTERM|FORCE_COLOR|NO_COLOR|LANG|LC_[A-Z]+|TZ|VISUAL|"
                        r"TERM_PROGRAM(_VERSION)?|GIT_(AUTHOR|COMMITTER)_(NAME|EMAIL))$")
+CREDENTIALS = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def merge_claude_json(existing: str, version: str, api_key: str | None) -> str:
     """Keep the installer's keys; add onboarding, trust and bypass acceptance."""
-    try:
-        data = json.loads(existing) if existing.strip() else {}
-    except json.JSONDecodeError:
-        data = {}
-    if not isinstance(data, dict):
-        data = {}
+    data = _object(existing)
     data.update(hasCompletedOnboarding=True, bypassPermissionsModeAccepted=True)
     data.setdefault("theme", "dark")
     if version:
         data["lastOnboardingVersion"] = version
-    if api_key:
-        responses = data.setdefault("customApiKeyResponses", {"approved": [], "rejected": []})
-        approved = responses.setdefault("approved", [])
-        if api_key[-20:] not in approved:
-            approved.append(api_key[-20:])
-    project = data.setdefault("projects", {}).setdefault(PROJECT_DIR, {})
+    if api_key:   # Claude asks "use this API key?" once; the answer is keyed by its last 20
+        suffix = api_key[-20:]
+        responses = _child(data, "customApiKeyResponses")
+        approved = [k for k in _list(responses, "approved") if k != suffix]
+        responses["approved"] = [*approved, suffix]
+        responses["rejected"] = [k for k in _list(responses, "rejected") if k != suffix]
+    project = _child(_child(data, "projects"), PROJECT_DIR)
     project.update(hasTrustDialogAccepted=True, hasCompletedProjectOnboarding=True)
     project.setdefault("allowedTools", [])
     return json.dumps(data, indent=2) + "\n"
 
 
 def merge_settings_json(existing: str) -> str:
-    try:
-        data = json.loads(existing) if existing.strip() else {}
-    except json.JSONDecodeError:
-        data = {}
-    if not isinstance(data, dict):
-        data = {}
-    data.pop("apiKeyHelper", None)   # it would outrank the credential clave hands over
+    """Bypass mode without prompts, and nothing that outranks the credential clave hands over."""
+    data = _object(existing)
+    data.pop("apiKeyHelper", None)
+    env = data.get("env")
+    if isinstance(env, dict):        # settings' env block is applied to every session
+        for name in COMPETING_AUTH:
+            env.pop(name, None)
     data["skipDangerousModePermissionPrompt"] = True
-    data.setdefault("permissions", {})["defaultMode"] = "bypassPermissions"
+    _child(data, "permissions")["defaultMode"] = "bypassPermissions"
     return json.dumps(data, indent=2) + "\n"
 
 
 def env_file(credential_name: str, secret: str, environ: Mapping[str, str] | None = None) -> str:
     """A 0600 file the remote shell sources: the one credential plus presentation variables."""
+    if credential_name not in CREDENTIALS:
+        raise ValueError(f"{credential_name!r} is not a Claude Code credential variable "
+                         f"({' or '.join(CREDENTIALS)}).")
     env = os.environ if environ is None else environ
     values = {k: v for k, v in env.items() if FORWARDED.match(k)}
     values[credential_name] = secret
@@ -72,6 +72,27 @@ def session_notes(app_url: str | None, bootstrap_failure: str | None) -> str:
         lines += ["", "The automatic bootstrap failed; please fix it first:", "",
                   "```", bootstrap_failure, "```"]
     return "\n".join(lines) + "\n"
+
+
+def _object(text: str) -> dict:
+    """The JSON object in text; an empty, unreadable or non-object file counts as {}."""
+    try:
+        data = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _child(parent: dict, key: str) -> dict:
+    """parent[key] as an object, replacing whatever non-object was there."""
+    if not isinstance(parent.get(key), dict):
+        parent[key] = {}
+    return parent[key]
+
+
+def _list(parent: dict, key: str) -> list:
+    value = parent.get(key)
+    return value if isinstance(value, list) else []
 
 
 def _sh(value: str) -> str:
