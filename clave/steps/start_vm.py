@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from clave.context import SessionContext
@@ -13,6 +14,7 @@ from clave.support.tart import TartManager
 
 SHARE_TAG = "project"
 COMPOSER_CACHE_TAG = "composer-cache"
+START_TIMEOUT = 30   # seconds for `tart run` to take the VM's lock (it does so before booting)
 
 
 def composer_cache_dir(home: Home) -> Path:
@@ -38,6 +40,25 @@ class StartVm(Step):
             ctx.vm_name, {SHARE_TAG: ctx.clone_path, COMPOSER_CACHE_TAG: cache}, log)
         ctx.tart_pid = proc.pid
         self.store.record(ctx.session_id, tart_pid=proc.pid)
+        self._wait_until_running(ctx.vm_name, proc, log)
+
+    def _wait_until_running(self, name: str, proc, log: Path) -> None:
+        """`tart run` takes the VM's lock at once; a tart that exits first says why in the log.
+
+        Without this, a refused start (a missing VM, one already running) would only show
+        as BootVm's IP timeout, a minute and a half later.
+        """
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self.tart.is_running(name):
+            if proc.poll() is not None:
+                said = log.read_text(errors="replace").strip().splitlines()
+                raise ClaveError(f"`tart run {name}` exited (exit {proc.returncode}) before "
+                                 f"the VM started: {said[-1] if said else 'no output'} "
+                                 f"(log: {log}).")
+            if time.monotonic() > deadline:
+                raise ClaveError(f"`tart run {name}` did not start the VM within "
+                                 f"{START_TIMEOUT} s (log: {log}).")
+            time.sleep(0.05)
 
     def undo(self, ctx: SessionContext) -> None:
         name = ctx.vm_name or ctx.default_vm_name
