@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 DEFAULT_TERM = "xterm-256color"
 BACKOFF_START, BACKOFF_MAX = 0.2, 2.0
 HEARTBEAT_INTERVAL, HEARTBEAT_GRACE = 10.0, 20.0
+RUN_MARKER = "CLAVE_RUN"  # environment variable tagging the processes of one run()
 EXIT_CONNECTION_LOST = 255  # what OpenSSH's `ssh` returns when the connection drops
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _REASONS = {
@@ -207,8 +208,9 @@ class SshExecutor:
         """
         transport = self.transport()
         argv = ("ssh", f"{self.user}@{self.host}", command)
-        marker = f"clave-run-{secrets.token_hex(6)}"
-        line = f'{self._env_prefix(env)}exec "${{SHELL:-/bin/sh}}" -c {quote(command)} {marker}'
+        marker = secrets.token_hex(8)
+        line = (f"{self._env_prefix(env)}export {RUN_MARKER}={marker}; "
+                f'exec "${{SHELL:-/bin/sh}}" -c {quote(command)}')
         data = input.encode() if isinstance(input, str) else input
         chan = None
         try:
@@ -304,12 +306,15 @@ class SshExecutor:
         return f"set -a; . {path}; set +a; rm -f {path}; "
 
     def _kill_remote(self, marker: str) -> None:
-        """Best effort: end the process session of a timed-out command (sshd made it a leader)."""
-        pattern = quote(f"{marker[:-1]}[{marker[-1]}]")  # never matches this command itself
+        """Best effort: end a timed-out command and everything it started.
+
+        They are found by the marker variable in their environment, which survives the exec
+        a shell does for a lone command and is inherited by children (even setsid ones).
+        """
         script = (
-            f"s=$(pgrep -f {pattern}); [ -n \"$s\" ] || exit 0; "
-            'for p in $s; do pkill -TERM -s "$p"; done; sleep 0.5; '
-            'for p in $s; do pkill -KILL -s "$p"; done; exit 0'
+            f"p=$(grep -alsF {RUN_MARKER}={marker} /proc/[0-9]*/environ | cut -d/ -f3); "
+            '[ -n "$p" ] || exit 0; kill -TERM $p 2>/dev/null; sleep 0.5; '
+            "kill -KILL $p 2>/dev/null; exit 0"
         )
         try:
             chan = self.transport().open_session(timeout=self.connect_timeout)

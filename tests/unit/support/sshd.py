@@ -1,4 +1,4 @@
-"""A real OpenSSH server on 127.0.0.1 for the SSH unit tests, without namespaces.
+"""SSH test helpers: a real OpenSSH server on 127.0.0.1 (no namespaces), a pty child.
 
 `running_sshd()` creates a throwaway user (`clvssh-<pid>-<hex>`, random password), a host key
 and a config in a temporary directory, starts `sshd -D` on a free port, and removes all of it
@@ -9,22 +9,31 @@ the tests skip (under CLAVE_REQUIRE_VMS=1 they fail instead).
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 import os
+import pty
 import pwd
 import re
 import secrets
+import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
+import sys
 import tempfile
+import termios
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[3]
 SSHD = "/usr/sbin/sshd"
 USER_PREFIX = "clvssh-"
 CONFIG = """\
@@ -59,6 +68,13 @@ def require_sshd() -> None:
         pytest.fail(reason + " (CLAVE_REQUIRE_VMS=1)")
     if reason:
         pytest.skip(reason)
+
+
+class Login(Protocol):
+    host: str
+    port: int
+    user: str
+    password: str
 
 
 @dataclass
@@ -146,6 +162,70 @@ class LocalSshd:
         for pid in self.session_pids():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGSTOP)
+
+
+CHILD = """
+import json, os, sys, termios
+sys.path.insert(0, {root!r})
+from clave.support.ssh import SshExecutor
+cfg = json.loads(os.environ["CLAVE_TEST_SSH"])
+ex = SshExecutor(cfg["user"], cfg["port"]).set_host(cfg["host"]).use_password(cfg["password"])
+before = termios.tcgetattr(0)
+code = ex.interactive(cfg["command"], env=cfg.get("env"))
+after = termios.tcgetattr(0)
+sys.stdout.write("\\r\\n[restored=%s code=%s error=%s]\\r\\n" % (before == after, code,
+                                                                  ex.last_error()))
+sys.stdout.flush()
+sys.exit(code)
+"""
+
+
+class PtyChild:
+    """A python child on a new pseudo-terminal, as if started in a user's terminal."""
+
+    def __init__(self, login: Login, command: str, env: dict | None = None, size=(24, 80)):
+        cfg = {"host": login.host, "user": login.user, "port": login.port,
+               "password": login.password, "command": command, "env": env}
+        self.pid, self.master = pty.fork()
+        if self.pid == 0:
+            os.environ["CLAVE_TEST_SSH"] = json.dumps(cfg)
+            os.environ["TERM"] = "xterm-test"
+            os.execv(sys.executable, [sys.executable, "-c", CHILD.format(root=str(ROOT))])
+        self.resize(*size)
+        self.output = b""
+
+    def resize(self, rows: int, cols: int) -> None:
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def read_until(self, marker: bytes, timeout: float = 10) -> bytes:
+        deadline = time.monotonic() + timeout
+        while marker not in self.output and time.monotonic() < deadline:
+            ready, _, _ = select.select([self.master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(self.master, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                self.output += chunk
+        return self.output
+
+    def write(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def finish(self, timeout: float = 15) -> int:
+        self.read_until(b"\x00never", timeout)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                os.close(self.master)
+                return os.waitstatus_to_exitcode(status)
+            time.sleep(0.05)
+        os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
+        raise AssertionError(f"child did not exit; output: {self.output!r}")
 
 
 @contextlib.contextmanager

@@ -3,15 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
-import os
-import pty
-import select
-import signal
-import struct
-import sys
-import termios
 import threading
 import time
 from pathlib import Path
@@ -20,9 +11,7 @@ import pytest
 
 from clave.errors import ClaveError, CommandFailed
 from clave.support.ssh import HostKeyChanged, SshExecutor, quote
-from tests.unit.support.sshd import blackhole, free_port, running_sshd, wait_until
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests.unit.support.sshd import PtyChild, blackhole, free_port, running_sshd, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -262,70 +251,6 @@ def test_repr_does_not_show_the_password(ssh, sshd):
 
 
 # -- interactive, through a real pseudo-terminal ------------------------------------------
-
-CHILD = """
-import json, os, sys, termios
-sys.path.insert(0, {root!r})
-from clave.support.ssh import SshExecutor
-cfg = json.loads(os.environ["CLAVE_TEST_SSH"])
-ex = SshExecutor(cfg["user"], cfg["port"]).set_host("127.0.0.1").use_password(cfg["password"])
-before = termios.tcgetattr(0)
-code = ex.interactive(cfg["command"], env=cfg.get("env"))
-after = termios.tcgetattr(0)
-sys.stdout.write("\\r\\n[restored=%s code=%s error=%s]\\r\\n" % (before == after, code,
-                                                                  ex.last_error()))
-sys.stdout.flush()
-sys.exit(code)
-"""
-
-
-class PtyChild:
-    """A python child on a new pseudo-terminal, as if started in a user's terminal."""
-
-    def __init__(self, server, command: str, env: dict | None = None, size=(24, 80)):
-        cfg = {"user": server.user, "port": server.port, "password": server.password,
-               "command": command, "env": env}
-        self.pid, self.master = pty.fork()
-        if self.pid == 0:
-            os.environ["CLAVE_TEST_SSH"] = json.dumps(cfg)
-            os.environ["TERM"] = "xterm-test"
-            os.execv(sys.executable, [sys.executable, "-c", CHILD.format(root=str(ROOT))])
-        self.resize(*size)
-        self.output = b""
-
-    def resize(self, rows: int, cols: int) -> None:
-        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-    def read_until(self, marker: bytes, timeout: float = 10) -> bytes:
-        deadline = time.monotonic() + timeout
-        while marker not in self.output and time.monotonic() < deadline:
-            ready, _, _ = select.select([self.master], [], [], 0.1)
-            if ready:
-                try:
-                    chunk = os.read(self.master, 4096)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                self.output += chunk
-        return self.output
-
-    def write(self, data: bytes) -> None:
-        os.write(self.master, data)
-
-    def finish(self, timeout: float = 15) -> int:
-        self.read_until(b"\x00never", timeout)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                os.close(self.master)
-                return os.waitstatus_to_exitcode(status)
-            time.sleep(0.05)
-        os.kill(self.pid, signal.SIGKILL)
-        os.waitpid(self.pid, 0)
-        raise AssertionError(f"child did not exit; output: {self.output!r}")
-
 
 def test_interactive_returns_the_remote_exit_code_and_restores_the_terminal(sshd):
     child = PtyChild(sshd, "printf hi; exit 3")
