@@ -9,9 +9,11 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import textwrap
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -723,15 +725,22 @@ STAND_IN = textwrap.dedent(
 
     class FakeVm:
         @classmethod
-        def boot(cls, name, shares, state_dir):
+        def boot(cls, name, shares, state_dir, die_with_parent=False):
             state_dir.mkdir(parents=True, exist_ok=True)
-            note("boot", name=name, shares=shares, state_dir=str(state_dir))
+            note("boot", name=name, shares=shares, state_dir=str(state_dir),
+                 die_with_parent=die_with_parent)
             try:
                 time.sleep(float(os.environ.get("STAND_IN_BOOT_SECONDS", "0")))
             except BaseException:
                 note("boot-interrupted")
                 raise
             return cls(state_dir)
+
+        @classmethod
+        def from_state(cls, state_dir):
+            vm = cls(state_dir)
+            vm.destroy = lambda: note("destroy-from-state")
+            return vm
 
         def __init__(self, state_dir):
             self.ip = "10.66.0.7"
@@ -791,13 +800,14 @@ def test_the_hook_boots_a_test_vm_with_the_shares_and_publishes_its_address(
             "name": "vm",
             "shares": {"project": str(tmp_path)},
             "state_dir": str(fake_tart.vm_dir("vm") / ".fakevm"),
+            "die_with_parent": True,
         },
         {"event": "destroy"},
     ]
     assert (proc.returncode, out) == (0, "Stopping VM...\n")
 
 
-def test_the_hook_lays_named_shares_out_as_subdirectories(
+def test_the_hook_passes_named_shares_of_one_tag_as_a_mapping(
     fake_tart: FakeTart, stand_in: dict[str, str], tmp_path: Path
 ) -> None:
     fake_tart.create_vm("vm")
@@ -808,12 +818,11 @@ def test_the_hook_lays_named_shares_out_as_subdirectories(
     )
     fake_tart.wait_until(lambda: events(stand_in), what="boot")
 
-    combined = Path(events(stand_in)[0]["shares"]["com.apple.virtio-fs.automount"])
-    layout = {p.name: os.readlink(p) for p in combined.iterdir()}
+    shares = events(stand_in)[0]["shares"]
     os.kill(proc.pid, signal.SIGINT)
     proc.communicate(timeout=10)
 
-    assert layout == {"a": f"{tmp_path}/a", "b": f"{tmp_path}/b"}
+    assert shares == {AUTOMOUNT: {"a": f"{tmp_path}/a", "b": f"{tmp_path}/b"}}
 
 
 @pytest.mark.parametrize(
@@ -876,6 +885,22 @@ def test_sigterm_during_boot_interrupts_the_boot_then_kills_run(
     wait_for_lock_release(fake_tart, "vm")
 
 
+def test_stop_powers_off_the_test_vm_of_a_run_it_had_to_kill(
+    fake_tart: FakeTart, stand_in: dict[str, str]
+) -> None:
+    fake_tart.create_vm("vm")
+    slow = {**stand_in, "FAKE_TART_LATENCY": "stop=20"}
+    proc = fake_tart.start("vm", env=slow)
+    fake_tart.wait_until(lambda: events(stand_in), what="boot")
+
+    stop = fake_tart.tart("stop", "vm", "--timeout", "0", env=slow)
+    proc.communicate(timeout=10)
+
+    assert (stop.returncode, stop.stderr) == (0, "")
+    assert proc.returncode == -signal.SIGKILL
+    assert "destroy-from-state" in [e["event"] for e in events(stand_in)]
+
+
 def test_without_clave_fakevm_no_test_vm_module_is_loaded(
     fake_tart: FakeTart, stand_in: dict[str, str]
 ) -> None:
@@ -912,3 +937,85 @@ def test_a_test_vm_that_fails_to_boot_ends_run_with_1(fake_tart: FakeTart, tmp_p
 def test_the_fake_is_an_executable_on_path(fake_tart: FakeTart) -> None:
     found = subprocess.run(["sh", "-c", "command -v tart"], capture_output=True, text=True)
     assert found.stdout.strip() == str(Path(__file__).parent / "tart")
+
+
+# --- the hook with real Linux test VMs (tests/harness) -----------------------------------------
+
+
+@pytest.fixture
+def test_vm_network(monkeypatch: pytest.MonkeyPatch):
+    """The harness's bridge, and a leak check of everything this test's VMs owned."""
+    from tests.harness import fixtures, leaks
+    from tests.harness.fakevm import OWNER_ENV, unavailable_reason
+    from tests.harness.network import Network
+
+    fixtures.require(unavailable_reason())
+    owner = f"fake-tart-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv(OWNER_ENV, owner)
+    net = Network.from_env()
+    net.ensure_bridge()
+    before = set(leaks.check(owner))
+    yield net
+    left = leaks.wait_clean(owner, before)
+    net.remove_bridge()
+    assert left == [], "the test left behind:\n  " + "\n  ".join(left)
+
+
+def boot_real_vm(fake: FakeTart, tmp_path: Path, **env: str) -> tuple[subprocess.Popen, str]:
+    fake.create_vm("vm")
+    project = tmp_path / "project"
+    project.mkdir()
+    proc = fake.start(
+        "vm", "--no-graphics", "--dir", f"{project}:tag=project", env={"CLAVE_FAKEVM": "1", **env}
+    )
+    address = fake.tart("ip", "vm", "--wait", "20")
+    assert address.returncode == 0, address.stderr
+    return proc, address.stdout.strip()
+
+
+def accepts_ssh(address: str) -> bool:
+    try:
+        with socket.create_connection((address, 22), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.vm
+def test_run_boots_a_real_test_vm_whose_address_answers_ssh(
+    fake_tart: FakeTart, test_vm_network, tmp_path: Path
+) -> None:
+    proc, address = boot_real_vm(fake_tart, tmp_path)
+    fake_tart.wait_until(lambda: accepts_ssh(address), timeout=20, what="sshd in the VM")
+
+    stop = fake_tart.tart("stop", "vm")
+    out, _ = proc.communicate(timeout=20)
+
+    assert address.startswith(f"{test_vm_network.prefix}.")
+    assert (stop.returncode, proc.returncode, out) == (0, 0, "Stopping VM...\n")
+    assert not (fake_tart.vm_dir("vm") / ".fakevm").exists()
+
+
+@pytest.mark.vm
+def test_a_run_that_stop_had_to_kill_leaves_no_test_vm_behind(
+    fake_tart: FakeTart, test_vm_network, tmp_path: Path
+) -> None:
+    proc, _ = boot_real_vm(fake_tart, tmp_path, FAKE_TART_LATENCY="stop=20")
+
+    stop = fake_tart.tart("stop", "vm", "--timeout", "0", env={"CLAVE_FAKEVM": "1"})
+    proc.communicate(timeout=20)
+
+    assert (stop.returncode, stop.stderr) == (0, "")
+    assert proc.returncode == -signal.SIGKILL
+
+
+@pytest.mark.vm
+def test_sigterm_to_run_destroys_the_real_test_vm(
+    fake_tart: FakeTart, test_vm_network, tmp_path: Path
+) -> None:
+    proc, _ = boot_real_vm(fake_tart, tmp_path)
+
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.communicate(timeout=20)
+
+    assert proc.returncode == -signal.SIGTERM
