@@ -13,6 +13,9 @@ FAKES = ROOT / "tests" / "fakes"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# Linux test VMs, host MariaDB/Redis and the leak check (skip, or fail under CLAVE_REQUIRE_VMS=1)
+pytest_plugins = ["tests.harness.fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def clave_home(tmp_path_factory, monkeypatch) -> Path:
