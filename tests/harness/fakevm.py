@@ -384,7 +384,7 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["boot"] and len(argv) >= 3:
         shares: dict = dict(item.split("=", 1) for item in argv[3:])
         vm = FakeVm.boot(argv[1], shares, Path(argv[2]))
-        vm.wait_ssh()
+        vm.wait_ssh(60)
         print(json.dumps({"name": vm.name, "ip": vm.ip, "index": vm.index}))
         return 0
     if argv[:1] == ["destroy"] and len(argv) == 2:

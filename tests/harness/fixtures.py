@@ -27,6 +27,7 @@ from tests.harness.network import Network
 
 APP = Path(__file__).resolve().parent.parent / "fixtures" / "app"
 VM_FIXTURES = {"bridge", "host_services", "test_vm", "test_vms"}
+BOOT_TIMEOUT = 60  # a bound, not a speed test: 2 cores shared by several test runs
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -107,8 +108,8 @@ def test_vms(bridge: Network, tmp_path: Path) -> Iterator[Callable[[int], list[F
         project = copy_app(base / "project")
         vm = FakeVm.boot(f"clave-test-{number}", {"project": str(project)}, base / "state")
         booted.append(vm)
-        vm.wait_ssh()
-        vm.wait_port(80)
+        vm.wait_ssh(BOOT_TIMEOUT)
+        vm.wait_port(80, BOOT_TIMEOUT)
         return vm
 
     def make(count: int) -> list[FakeVm]:

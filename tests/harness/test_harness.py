@@ -27,7 +27,7 @@ UNKNOWN_TAG_ERROR = (
 
 def http_get(ip: str, path: str = "/") -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(f"http://{ip}{path}", timeout=15) as response:
+        with urllib.request.urlopen(f"http://{ip}{path}", timeout=30) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as err:
         return err.code, err.read().decode()
@@ -133,7 +133,7 @@ def test_named_shares_appear_as_subdirectories_of_their_tag_like_on_tart(bridge,
     shares = {automount: {"project": str(app)}, "x": {"a": str(app), "b": str(extra)}}
     vm = FakeVm.boot("clave-named", shares, tmp_path / "state")
     try:
-        vm.wait_ssh()
+        vm.wait_ssh(fixtures.BOOT_TIMEOUT)
         vm.mount_share(automount, "/srv/project")  # the trap: code lands one level down
         listing = vm.exec(["ls", "/srv/project", "/srv/project/project"]).stdout
         assert listing.splitlines()[:2] == ["/srv/project:", "project"]
@@ -207,7 +207,7 @@ def test_host_services_move_to_other_ports_when_theirs_are_taken(host_services, 
 def test_a_guest_shutdown_is_seen_by_wait(test_vm, command):
     assert test_vm.wait(timeout=0) is False
     test_vm.exec(["sh", "-c", command], user="admin")
-    assert test_vm.wait(timeout=10) is True
+    assert test_vm.wait(timeout=30) is True
     assert not test_vm.running()
 
 
@@ -217,7 +217,7 @@ def test_destroy_removes_processes_left_in_the_vm_and_everything_else(bridge, tm
     project = fixtures.copy_app(tmp_path / "project")
     vm = FakeVm.boot("clave-leaky", {"project": str(project)}, tmp_path / "state")
     try:
-        vm.wait_ssh()
+        vm.wait_ssh(fixtures.BOOT_TIMEOUT)
         quiet = ">/dev/null 2>&1"
         vm.exec(["sh", "-c", f"nohup sleep 600 {quiet} & setsid -f sleep 600 {quiet}"])
         found = leaks.check(fixtures.owner())
@@ -269,7 +269,7 @@ def test_boots_from_several_processes_get_distinct_slots(bridge, tmp_path):
         for n, state in enumerate(states)
     ]  # fmt: skip
     try:
-        outputs = [child.communicate(timeout=60) for child in children]
+        outputs = [child.communicate(timeout=120) for child in children]
         assert all(child.returncode == 0 for child in children), outputs
         booted = [json.loads(out) for out, _ in outputs]
         assert len({vm["index"] for vm in booted}) == 3
