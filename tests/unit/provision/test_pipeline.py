@@ -34,6 +34,12 @@ BUILTIN_KEYS = ["10-base-packages", "20-php", "25-php-fpm-pool", "30-composer", 
 ALL_FRAGMENTS = sorted(BUILTIN_DIR.glob("*.sh")) + sorted(OPTIONAL_DIR.glob("*.sh"))
 
 
+@pytest.fixture(autouse=True)
+def builtin_fragments_only(monkeypatch):
+    """These tests are about the shipped fragments, whatever the caller's environment says."""
+    monkeypatch.delenv("CLAVE_PROVISION_DIR", raising=False)
+
+
 def write(directory: Path, file_name: str, body: str = "true\n", *, name: str | None = None,
           description: str = "a test step") -> Path:
     """A fragment file whose header name defaults to the file's NN-name."""
