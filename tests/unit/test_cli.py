@@ -113,25 +113,33 @@ def test_exec_without_a_command_says_how_to_give_one(capsys):
     assert "clave exec ID -- CMD..." in err
 
 
-# -- commands not built yet ----------------------------------------------------------------
+# -- wired commands refuse bad input with one sentence and create nothing -----------------
 
-@pytest.mark.parametrize(("argv", "name"), [
-    ([], "clave"),
-    (["--on-exit", "merge"], "clave"),
-    (["--resume"], "clave"),
-    (["--resume", "abcd1234"], "clave"),
-    (["provision", "--update"], "clave provision"),
-    (["cleanup", "--dry-run"], "clave cleanup"),
-    (["ssh", "abcd1234"], "clave ssh"),
-    (["exec", "abcd1234", "--", "php", "artisan", "test"], "clave exec"),
-    (["doctor"], "clave doctor"),
-])
-def test_commands_not_built_yet_exit_3_saying_so(capsys, clave_home, argv, name):
-    code, out, err = clave(capsys, *argv)
-    assert code == 3
-    assert out == ""
-    assert err == f"clave: `{name}` is not available yet in clave {__version__}.\n"
+def test_a_session_outside_a_laravel_project_names_the_directory(
+        capsys, clave_home, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = clave(capsys, "--on-exit", "keep")
+    assert code == 1
+    assert f"{tmp_path} is not a Laravel project (no artisan file)" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv", [["ssh", "abcd1234"],
+                                  ["exec", "abcd1234", "--", "php", "artisan", "test"],
+                                  ["--resume", "abcd1234"]])
+def test_an_unknown_session_is_refused_without_creating_the_store(capsys, clave_home, argv):
+    code, _, err = clave(capsys, *argv)
+    assert code == 2
+    assert "clave sessions" in err
     assert_nothing_created(clave_home)
+
+
+def test_exec_strips_the_double_dash_before_the_command(calls):
+    seen = calls("remote", "execute")
+    assert cli.main(["exec", "abcd1234", "--", "php", "artisan", "test"]) == 0
+    [(_, _, kwargs)] = seen
+    assert kwargs["command"] == ["php", "artisan", "test"]
+    assert kwargs["session_id"] == "abcd1234"
 
 
 # -- dispatch: plain values in, exit code out ----------------------------------------------
