@@ -268,6 +268,8 @@ class Engine:
 
     def _status(self, name: str, status: str, reason: str) -> TaskStatus:
         task = self._by_name[name]
+        if status == STALE:   # a step that can say why (provisioning's) knows better than doit
+            reason = _step_why(task.step) or reason
         return TaskStatus(name, task.label, tuple(task.deps), status, reason)
 
 
@@ -324,6 +326,15 @@ def _done_check(step: Any, ctx: SessionContext) -> Callable[[Any, Any], bool]:
             return False
 
     return done
+
+
+def _step_why(step: Any) -> str | None:
+    """The step's own `why()`, if it has one; like done(), it must never break a listing."""
+    why = getattr(step, "why", None)
+    try:
+        return why() if callable(why) else None
+    except Exception:
+        return None
 
 
 def _describe(exc: BaseException) -> str:

@@ -45,9 +45,13 @@ def build_image(*, settings, home: Home, project_dir: Path | None, ui, force: bo
         with interrupts():
             try:
                 engine.run(TARGET, always=force)
+            except KeyboardInterrupt:
+                if not build.swapped:
+                    ui.warn(f"Interrupted: the base VM {build.base!r} is unchanged and the "
+                            f"build VM is being removed (log: {build.log_path}).")
+                raise
             finally:
-                for failure in engine.clean():
-                    ui.warn(f"cleanup: {failure}")
+                engine.clean()   # removes the build VM; reports its own failures
         fresh = [f.key for f in build.pipeline.fragments if f.key not in build.ran]
         ui.info(f"Built {build.base!r}: ran {', '.join(build.ran) or 'nothing'}"
                 + (f"; up to date: {', '.join(fresh)}." if fresh else "."))

@@ -8,11 +8,14 @@ stale without booting anything.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,7 +28,7 @@ from clave.support.ssh import SshExecutor, quote
 from clave.support.tart import TartManager
 
 SCRIPTS_TAG = "clave-provision"
-SCRIPTS_DIR = "/mnt/clave-provision"
+SCRIPTS_DIR = "/run/clave-provision"   # tmpfs: the mount point never lands in the image
 SHUTDOWN_TIMEOUT = 120
 
 
@@ -44,6 +47,7 @@ class ImageBuild:
         self.vm = f"{self.base}-build"
         self.proc: subprocess.Popen | None = None
         self.ran: list[str] = []
+        self.swapped = False                    # the new image is the base now
         self._base_exists: bool | None = None   # asked once per build: tart is slow to ask
 
     # -- what is stale ------------------------------------------------------------------
@@ -79,6 +83,11 @@ class ImageBuild:
 
     def stale(self) -> list[Fragment]:
         return [f for f in self.pipeline.fragments if self.why_stale(f)]
+
+    def why_build(self) -> str | None:
+        """None when nothing is stale; else which steps a build would apply."""
+        stale = self.stale()
+        return f"steps to apply: {', '.join(f.key for f in stale)}" if stale else None
 
     # -- the build VM ---------------------------------------------------------------------
     @property
@@ -134,12 +143,24 @@ class ImageBuild:
         hint("recording the image digests")
         self.ssh.run(f"sudo bash -c {quote(self.pipeline.record_command())}", check=True)
         hint("shutting the guest down")
-        self.ssh.run("sudo sync && (sudo shutdown -h now || sudo poweroff)", timeout=30)
-        self.ssh.close()
+        self.shut_down()
         self.wait_for_exit()
         hint(f"swapping the new image in as {self.base}")
-        self.swap()
-        self.save_state()
+        with _signals_deferred():   # never stop between the renames, or with a stale state
+            old = self.swap()
+            self.save_state()
+        if old is not None:
+            self.retire(old)
+
+    def shut_down(self) -> None:
+        """Ask the guest to power off. sshd may go down before the answer does: `tart run`
+        exiting (wait_for_exit) is what proves the shutdown, not this command's result."""
+        try:
+            self.ssh.run("sudo sync && (sudo shutdown -h now || sudo poweroff)", timeout=30)
+        except ClaveError:
+            pass
+        finally:
+            self.ssh.close()
 
     def wait_for_exit(self) -> None:
         """tart stop is a hard power-off: a fresh image must shut itself down instead."""
@@ -148,8 +169,13 @@ class ImageBuild:
         except subprocess.TimeoutExpired:
             raise ClaveError(f"the build VM did not shut down within {SHUTDOWN_TIMEOUT} s; "
                              f"the current base is unchanged (log: {self.log_path}).") from None
+        if self.proc.returncode != 0:   # tart itself failed: the disk may not be complete
+            raise ClaveError(f"`tart run {self.vm}` exited {self.proc.returncode} instead of "
+                             f"shutting down cleanly; the current base is unchanged "
+                             f"(log: {self.log_path}).")
 
-    def swap(self) -> None:
+    def swap(self) -> str | None:
+        """Rename the build VM to the base; returns the previous base's new name, if any."""
         with file_lock(base_lock(self.home)):
             old = f"{self.base}-old-{int(time.time())}"
             had_base = self.tart.exists(self.base)
@@ -161,9 +187,17 @@ class ImageBuild:
                 if had_base:
                     self.tart.rename(old, self.base)
                 raise
-            if had_base:
-                self.tart.delete(old)
-            self._base_exists = True
+            self.swapped = self._base_exists = True
+            return old if had_base else None
+
+    def retire(self, old: str) -> None:
+        """Delete the previous base; the new one is already in place whatever happens here."""
+        try:
+            self.tart.delete(old)
+        except ClaveError as err:
+            raise ClaveError(f"the new base {self.base!r} is in place, but the previous one "
+                             f"could not be deleted ({err}); delete it with "
+                             f"`tart delete {old}`.") from None
 
     def save_state(self) -> None:
         data = {"base_vm": self.base, "image": self.image, "checksum": self.pipeline.checksum,
@@ -183,3 +217,22 @@ class ImageBuild:
             self.tart.stop(self.vm)
             self.tart.delete(self.vm)
 
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP until the block is done, then deliver the first one.
+
+    Handlers rather than a signal mask: a mask is per thread, and Python would still raise
+    in the main thread a signal that some other thread took.
+    """
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, lambda signum, _frame: caught.append(signum))
+                for sig in held}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if caught:
+            signal.raise_signal(caught[0])

@@ -3,12 +3,16 @@
 Each fragment is `NN-name.sh` with a two-line header (`# name:`, `# description:`).
 A fragment's digest covers its text, so editing one fragment makes exactly that step stale.
 The whole script's digest is the image checksum, recorded in the image and on the host.
+
+`CLAVE_PROVISION_DIR` names another directory of fragments to use instead of the built-in
+ones (the e2e tests drive the provisioning machinery with a tiny set this way).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shlex
 from collections.abc import Iterable, Sequence
@@ -19,6 +23,7 @@ from clave.errors import ConfigError
 
 BUILTIN_DIR = Path(__file__).resolve().parent
 OPTIONAL_DIR = BUILTIN_DIR / "optional"
+DIR_ENV = "CLAVE_PROVISION_DIR"
 IMAGE_RECORD = "/etc/clave/image.json"
 PRELUDE = "#!/usr/bin/env bash\nset -euo pipefail\nexport DEBIAN_FRONTEND=noninteractive\n"
 _FILE_NAME = re.compile(r"^(\d{2})-([a-z0-9][a-z0-9-]*)\.sh$")
@@ -81,6 +86,18 @@ def builtin_fragments(directory: Path = BUILTIN_DIR) -> list[Fragment]:
     return [read_fragment(p) for p in sorted(directory.glob("*.sh"))]
 
 
+def fragments_dir(environ: dict[str, str] | None = None) -> Path:
+    """The built-in fragments, or the directory `CLAVE_PROVISION_DIR` names."""
+    custom = (os.environ if environ is None else environ).get(DIR_ENV)
+    if not custom:
+        return BUILTIN_DIR
+    path = Path(custom).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"{DIR_ENV}={custom}: no such directory of provisioning fragments; "
+                          "unset it to use the built-in ones.")
+    return path
+
+
 def resolve_extra(names: Iterable[str], project_dir: Path | None) -> list[Fragment]:
     """`services-vm` names an optional built-in; anything else is a project file path."""
     extra = []
@@ -112,7 +129,7 @@ class ProvisioningPipeline:
         names = list(extra)
         if services_vm and "services-vm" not in names:
             names.append("services-vm")
-        return cls(builtin_fragments() + resolve_extra(names, project_dir))
+        return cls(builtin_fragments(fragments_dir()) + resolve_extra(names, project_dir))
 
     def digests(self) -> dict[str, str]:
         return {f.key: f.digest for f in self.fragments}

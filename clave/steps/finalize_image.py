@@ -18,3 +18,7 @@ class FinalizeImage(Step):
 
     def done(self, ctx: SessionContext) -> bool:
         return self.build.proc is None and not self.build.stale()
+
+    def why(self) -> str | None:
+        """For `clave tasks`: which steps make this one run."""
+        return self.build.why_build()

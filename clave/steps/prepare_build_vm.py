@@ -21,3 +21,7 @@ class PrepareBuildVm(Step):
 
     def done(self, ctx: SessionContext) -> bool:
         return not self.build.stale()
+
+    def why(self) -> str | None:
+        """For `clave tasks`: which steps make this one run."""
+        return self.build.why_build()

@@ -171,6 +171,14 @@ class TartManager:
         """Rename a stopped local VM (tart refuses a missing OLD or an existing NEW)."""
         self._tart("rename", old, new)
 
+    def push(self, name: str, remote: str) -> Result:
+        """Upload a local VM to an OCI registry as `remote` (host/namespace:tag).
+
+        No time limit: a 20 GB disk takes a while. Credentials are tart's own
+        (`tart login`, or TART_REGISTRY_USERNAME / TART_REGISTRY_PASSWORD).
+        """
+        return self._tart("push", name, remote)
+
     # --- questions ---------------------------------------------------------------------------
 
     def exists(self, name: str) -> bool:
