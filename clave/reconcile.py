@@ -65,6 +65,10 @@ def find_leftovers(store, tart, herd, git, home: Home, base_vm: str,
             found.append(Leftover(
                 "clone", str(clone), f"kept; branch {record.clone_branch} saved in the project",
                 lambda r=record, c=clone: git.keep(Path(r.project_dir), c, r.clone_branch)))
+        elif clone is not None and clone.is_dir() and not any(clone.iterdir()):
+            # StartVm shares the directory before CloneRepo fills it: empty, it holds no work
+            found.append(Leftover("share", str(clone), "empty directory",
+                                  lambda c=clone: _remove_empty(c)))
         found.append(Leftover("record", sid, f"{record.project_name}, started "
                               f"{record.started_at}", lambda s=sid: _forget(store, home, s)))
     for vm in tart.list():
@@ -90,6 +94,15 @@ def remove_all(leftovers: list[Leftover]) -> list[tuple[Leftover, ClaveError]]:
 def _drop_vm(tart, name: str) -> None:
     tart.stop(name)
     tart.delete(name)
+
+
+def _remove_empty(directory: Path) -> None:
+    try:
+        directory.rmdir()             # refuses a directory that has gained files meanwhile
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        raise ClaveError(f"could not remove {directory}: {err.strerror}") from err
 
 
 def _forget(store, home: Home, session_id: str) -> None:

@@ -8,14 +8,24 @@ from clave.home import Home
 def run(*, dry_run: bool, settings, home: Home, ui) -> int:
     import fcntl
 
-    from clave.reconcile import find_leftovers, remove_all
     from clave.store import Store
     from clave.tasks import catalog
 
     world = catalog.adapters(settings, home)
-    store = Store.open(home) if home.db.exists() else None
+    store = Store.open(home) if home.db.exists() else None   # no DB: nothing journalled
+    try:
+        return _clean(store, world, home, settings, dry_run=dry_run, ui=ui,
+                      provisioning=_provisioning(home, fcntl))
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _clean(store, world, home: Home, settings, *, dry_run: bool, ui, provisioning: bool) -> int:
+    from clave.reconcile import find_leftovers, remove_all
+
     leftovers = find_leftovers(store, world["tart"], world["herd"], world["git"], home,
-                               settings.get("base_vm"), _provisioning(home, fcntl))
+                               settings.get("base_vm"), provisioning)
     if not leftovers:
         ui.info("Nothing to clean up.")
         return 0

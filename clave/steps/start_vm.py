@@ -30,6 +30,7 @@ class StartVm(Step):
 
     def run(self, ctx: SessionContext) -> None:
         ctx.clone_path = ctx.clone_path or ctx.default_clone_path
+        self.store.record(ctx.session_id, clone_path=ctx.clone_path)   # cleanup finds it
         # Tart resolves shares when it starts: the directory must exist (empty is fine).
         ctx.clone_path.mkdir(parents=True, exist_ok=True)
         cache = composer_cache_dir(self.home)

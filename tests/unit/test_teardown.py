@@ -20,7 +20,7 @@ from clave.support.git import GitManager
 from clave.tasks.graph import Task, build, node
 from clave.teardown import QUESTION, SessionTeardown
 from clave.ui import Ui
-from tests.unit.steps.world import world_fixture  # noqa: F401  (the `world` fixture)
+from tests.unit.steps.world import base_template, world_fixture  # noqa: F401
 
 BRANCH = "clave/s-abcd1234"
 BACKUP = "refs/clave/backup/s-abcd1234"

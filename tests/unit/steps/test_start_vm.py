@@ -59,6 +59,7 @@ def test_the_clone_directory_exists_and_is_shared_before_tart_starts(world, ctx)
     assert shares[SHARE_TAG]["name"] is None                # mounted at /srv/project itself
     assert shares[COMPOSER_CACHE_TAG]["path"] == str(composer_cache_dir(world.home))
     assert list(ctx.clone_path.iterdir()) == []             # CloneRepo fills it later
+    assert world.store.get(ctx.session_id).clone_path == ctx.clone_path   # cleanup finds it
 
 
 def test_tart_output_goes_to_the_sessions_log(world, ctx):
