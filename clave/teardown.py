@@ -76,11 +76,18 @@ class SessionTeardown:
                 self.ui.info(f"discarded the session; undo with `git branch "
                              f"{ctx.session_branch} {backup}`.")
             else:
-                self.git.keep(ctx.project_dir, ctx.clone_path, ctx.session_branch)
-                self.ui.info(f"kept the clone at {ctx.clone_path} on branch "
-                             f"{ctx.session_branch}.")
+                self._keep()
         except ClaveError as err:
             self.ui.warn(f"{action.value} did not happen: {err}")
+            if action is not OnExit.KEEP and self.git.clone_exists(ctx.clone_path):
+                # the record goes next: the branch in the project is what shows the work
+                with contextlib.suppress(ClaveError):
+                    self._keep()
+
+    def _keep(self) -> None:
+        ctx = self.ctx
+        self.git.keep(ctx.project_dir, ctx.clone_path, ctx.session_branch)
+        self.ui.info(f"kept the clone at {ctx.clone_path} on branch {ctx.session_branch}.")
 
     def _status(self, status: str) -> None:
         with contextlib.suppress(ClaveError):

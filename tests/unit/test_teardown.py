@@ -7,12 +7,14 @@ session graph here is two small steps whose undo can be made to fail.
 from __future__ import annotations
 
 import io
+import os
+import signal
 from dataclasses import dataclass, field
 
 import pytest
 
 from clave.context import OnExit
-from clave.engine import Engine
+from clave.engine import Engine, interrupts
 from clave.errors import ClaveError
 from clave.steps.base import Step
 from clave.steps.save_session import SaveSession
@@ -196,6 +198,8 @@ def test_a_merge_that_cannot_happen_is_reported_and_the_clone_is_kept(world, ses
     teardown(world, session, screen).run()
     assert (session.clone_path / "feature.txt").is_file()
     assert any(line.startswith("merge did not happen") for line in screen.said("warn"))
+    assert world.git("show", f"{BRANCH}:feature.txt") == "the agent's work\n"   # kept instead
+    assert any("kept the clone" in line for line in screen.said("info"))
 
 
 def test_the_session_record_and_its_logs_are_gone_at_the_end(world, session, screen):
@@ -220,3 +224,47 @@ def test_a_clone_dir_holding_files_but_no_repository_is_never_deleted(world, scr
     (ctx.clone_path / "stray.txt").write_text("someone's file\n")
     teardown(world, ctx, screen).run()
     assert (ctx.clone_path / "stray.txt").read_text() == "someone's file\n"
+
+
+class Interrupting(Step):
+    """An undo during which the user presses Ctrl-C again (or the terminal sends SIGHUP)."""
+
+    label = "tunnel"
+
+    def __init__(self, signum: int, seen: list[str]):
+        self.signum, self.seen = signum, seen
+
+    def run(self, ctx) -> None:
+        pass
+
+    def undo(self, ctx) -> None:
+        os.kill(os.getpid(), self.signum)
+        self.seen.append("tunnel")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_signal_during_teardown_cuts_nothing_short(world, session, screen, signum):
+    undone: list[str] = []
+    tasks = [Task("vm", Resource("VM", undone)),
+             Task("tunnel", Interrupting(signum, undone), ("vm",))]
+    session.on_exit = OnExit.MERGE
+    with interrupts():                         # as `clave` runs: TERM/HUP raise, like Ctrl-C
+        handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM,
+                                                     signal.SIGHUP)}
+        assert teardown(world, session, screen, tasks).run() == []
+        assert {s: signal.getsignal(s) for s in handlers} == handlers   # and they are back
+    assert undone == ["tunnel", "VM"]
+    assert (world.project / "feature.txt").is_file()                  # the merge still ran
+    assert world.store.get(session.session_id) is None
+
+
+def test_the_record_says_tearing_down_while_resources_go(world, session, screen):
+    seen: list[str] = []
+
+    class Peek(Resource):
+        def undo(self, ctx) -> None:
+            seen.append(world.store.get(ctx.session_id).status.value)
+
+    teardown(world, session, screen, [Task("vm", Peek("VM", []))]).run()
+    assert seen == ["tearing_down"]

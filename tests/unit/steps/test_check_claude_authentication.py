@@ -65,3 +65,18 @@ def test_cancelling_the_offer_is_declining_it(world):
     world.confirm.answer = None
     with pytest.raises(ClaveError, match="ANTHROPIC_API_KEY"):
         step(world, {}, interactive=True).run(world.ctx())
+
+
+def test_accepting_the_offer_runs_claude_setup_token_and_stores_the_pasted_token(
+        world, monkeypatch):
+    from tests.unit.steps.world import FAKES
+
+    (world.bin / "claude").symlink_to(FAKES / "claude_host")
+    pasted = "sk-ant-oat01-" + "P" * 60
+    monkeypatch.setattr("getpass.getpass", lambda prompt: pasted)
+    auth_file = world.root / "config" / "auth.json"
+    ctx = world.ctx()
+    check = CheckClaudeAuthentication(AuthManager(auth_file), world.confirm, True)
+    check.run(ctx)
+    assert ctx.credential.secret == pasted and check.done(ctx)
+    assert pasted in auth_file.read_text() and auth_file.stat().st_mode & 0o077 == 0

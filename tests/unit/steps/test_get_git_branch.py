@@ -60,3 +60,12 @@ def test_done_never_raises_outside_a_repository(world):
     plain = world.root / "plain"
     plain.mkdir()
     assert GetGitBranch(GitManager()).done(world.ctx(project_dir=plain)) is False
+
+
+def test_a_repository_without_commits_is_refused_with_how_to_commit(world):
+    fresh = world.root / "fresh"
+    fresh.mkdir()
+    world.git("init", "--quiet", "--initial-branch=main", cwd=fresh)
+    with pytest.raises(ClaveError, match="no commits yet") as raised:
+        GetGitBranch(GitManager()).run(world.ctx(project_dir=fresh))
+    assert "git commit" in str(raised.value)

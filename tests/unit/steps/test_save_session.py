@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from clave.context import ServicesMode
 from clave.steps.save_session import SaveSession
 from clave.store import SessionStatus
@@ -14,6 +16,7 @@ def test_the_row_holds_the_project_its_branch_and_the_services_mode(world):
     assert (record.project_name, record.project_dir, record.base_branch) == (
         "shop", world.project, "main")
     assert (record.services_mode, record.status) == ("gateway", SessionStatus.STARTING)
+    assert record.clave_pid == os.getpid()        # while this process lives, cleanup keeps out
 
 
 def test_running_it_again_keeps_the_one_row(world):
