@@ -76,10 +76,17 @@ class ImageBuild:
             return "--force"
         if not self.base_exists():
             return f"the base VM {self.base!r} does not exist"
+        if self.image_changed():
+            return f"the base was built from {self.state()['image']}, not {self.image}"
         recorded = self.state().get("steps", {}).get(fragment.key)
         if recorded is None:
             return "new step"
         return None if recorded == fragment.digest else "changed since the base was built"
+
+    def image_changed(self) -> bool:
+        """The `base_image` setting names another image than the base was built from."""
+        built_from = self.state().get("image")
+        return built_from is not None and built_from != self.image
 
     def stale(self) -> list[Fragment]:
         return [f for f in self.pipeline.fragments if self.why_stale(f)]
@@ -99,7 +106,7 @@ class ImageBuild:
         return self.home.root / "provision-scripts"
 
     def start(self, hint) -> None:
-        fresh = self.force or not self.base_exists()
+        fresh = self.force or not self.base_exists() or self.image_changed()
         if self.tart.exists(self.vm):    # a leftover of a crashed build
             self.remove_vm()
         source = self.image if fresh else self.base

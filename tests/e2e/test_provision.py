@@ -138,7 +138,31 @@ def test_image_rebuilds_every_step_from_the_image_it_names(provision_seeded):
     assert host_state(world)["image"] == other
 
 
+def test_update_after_the_base_image_setting_changes_rebuilds_everything_from_the_new_image(
+        provision_seeded, monkeypatch):
+    world = provision_seeded
+    other = "ghcr.io/cirruslabs/ubuntu:22.04"
+    monkeypatch.setenv("CLAVE_BASE_IMAGE", other)
+    done = world.provision("--update")
+
+    assert "ran 10-alpha, 20-bravo, 30-charlie." in done.stdout
+    assert world.calls_for("clone") == [["clone", other, BUILD]]
+    assert host_state(world)["image"] == other
+    assert world.vms() == [BASE]
+
+
 # --- failure and interruption ----------------------------------------------------------------
+
+def test_a_missing_fragment_directory_is_refused_before_anything_is_created(provision_world,
+                                                                            monkeypatch):
+    monkeypatch.setenv("CLAVE_PROVISION_DIR", str(provision_world.fragments / "missing"))
+    done = provision_world.clave("provision")
+
+    assert done.returncode == 2
+    assert "CLAVE_PROVISION_DIR=" in done.stderr and "no such directory" in done.stderr
+    assert provision_world.fake.calls() == []
+    assert provision_world.vms() == []
+
 
 def test_a_failing_step_names_itself_and_leaves_the_base_and_its_record_untouched(
         provision_seeded):
