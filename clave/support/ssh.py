@@ -204,7 +204,7 @@ class SshExecutor:
 
         `env` reaches the command through a 0600 file that the command sources and deletes
         (sshd drops variables it was not told to accept, and argv would expose secrets).
-        On timeout the remote command's whole process session is killed.
+        On timeout the remote command and what it started are killed, as far as possible.
         """
         transport = self.transport()
         argv = ("ssh", f"{self.user}@{self.host}", command)
@@ -244,6 +244,7 @@ class SshExecutor:
         Raw mode sends Ctrl-C to the remote program as a byte. The local terminal is restored
         on every exit path; a dropped connection returns 255 with `last_error()` set.
         """
+        self._last_error = None
         env = dict(env or {})
         term = env.get("TERM") or os.environ.get("TERM") or DEFAULT_TERM
         transport = self.transport()
@@ -265,10 +266,16 @@ class SshExecutor:
             self._last_error = self._lost(err, command).message
         finally:
             chan.close()
-        if alive and transport.is_active() and chan.exit_status_ready():
+        if alive and chan.exit_status_ready():
             status = chan.recv_exit_status()
-            # no exit-status (killed by a signal): 255, like OpenSSH's client
-            return status if status >= 0 else EXIT_CONNECTION_LOST
+            if status >= 0:
+                return status
+            # No exit status: the connection died (the transport notices a moment after the
+            # channel) or the program was killed by a signal. 255 either way, as with OpenSSH.
+            if not _goes_down(transport, within=1.0):
+                self._last_error = (f"`{_short(command)}` on {self.host} ended without an exit "
+                                    "status (killed by a signal?).")
+                return EXIT_CONNECTION_LOST
         self._last_error = self._last_error or (
             f"the SSH connection to {self.host} dropped while running `{_short(command)}`."
         )
@@ -462,12 +469,17 @@ class _RawTerminal:
     def pump(self, chan: paramiko.Channel, heartbeat: Heartbeat, on_resize) -> bool:
         """Copy bytes both ways until the remote side ends; False when the connection died."""
         reading_stdin = True
+        sent_size = self.size()
         while True:
             watched = [chan, self._wake_r] + ([self.stdin] if reading_stdin else [])
             ready, _, _ = select.select(watched, [], [], 1.0)
             if self._wake_r in ready:
                 os.read(self._wake_r, 64)
-                on_resize(*self.size())
+            # Compare sizes on every wake-up rather than trusting SIGWINCH to arrive first:
+            # it may land on a paramiko thread and reach us after the keys typed after it.
+            if self.size() != sent_size:
+                sent_size = self.size()
+                on_resize(*sent_size)
             if chan in ready:
                 data = chan.recv(65536)
                 if not data:
@@ -483,6 +495,15 @@ class _RawTerminal:
                     reading_stdin = False
             if heartbeat.dead():
                 return False
+
+
+def _goes_down(transport: paramiko.Transport, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while transport.is_active():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def _quiet_paramiko() -> None:

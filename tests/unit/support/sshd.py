@@ -147,14 +147,29 @@ class LocalSshd:
         return {pid for pid in pids if alive(pid)}
 
     def kill_all(self) -> None:
-        """SIGKILL the daemon and every session: what a VM power-off does to TCP peers."""
-        self._orphans |= self.session_pids()
-        for pid in self._orphans | ({self.proc.pid} if self.proc else set()):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
-                os.kill(pid, signal.SIGKILL)
+        """SIGKILL the daemon and every session: what a VM power-off does to TCP peers.
+
+        The daemon goes first so no new session starts; then sweep until nothing is left, as
+        a session's monitor may be forking its user process right now.
+        """
+        known = set(self._orphans)
         if self.proc is not None:
+            known |= descendants(self.proc.pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
+        for _sweep in range(50):
+            targets = {pid for pid in known | self.session_pids() if alive(pid)}
+            for pid in list(targets):
+                targets |= descendants(pid)
+            if not targets:
+                break
+            for pid in targets:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+                    os.kill(pid, signal.SIGKILL)
+            known |= targets
+            time.sleep(0.02)
         self._orphans.clear()
 
     def freeze(self) -> None:
@@ -165,13 +180,19 @@ class LocalSshd:
 
 
 CHILD = """
-import json, os, sys, termios
+import json, os, signal, sys, termios
 sys.path.insert(0, {root!r})
 from clave.support.ssh import SshExecutor
+def interrupted(signum, frame):  # what clave's signal handling does with SIGTERM
+    raise KeyboardInterrupt
+signal.signal(signal.SIGTERM, interrupted)
 cfg = json.loads(os.environ["CLAVE_TEST_SSH"])
 ex = SshExecutor(cfg["user"], cfg["port"]).set_host(cfg["host"]).use_password(cfg["password"])
 before = termios.tcgetattr(0)
-code = ex.interactive(cfg["command"], env=cfg.get("env"))
+try:
+    code = ex.interactive(cfg["command"], env=cfg.get("env"))
+except KeyboardInterrupt:
+    code = 130
 after = termios.tcgetattr(0)
 sys.stdout.write("\\r\\n[restored=%s code=%s error=%s]\\r\\n" % (before == after, code,
                                                                   ex.last_error()))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -289,6 +291,20 @@ def test_ctrl_c_reaches_the_remote_program_instead_of_killing_clave(sshd):
     child.write(b"\x03")
     assert child.finish() == 7
     assert b"got-int" in child.output and b"[restored=True code=7" in child.output
+
+
+def test_a_remote_program_killed_by_a_signal_returns_255_and_says_so(sshd):
+    child = PtyChild(sshd, "kill -KILL $$")
+    assert child.finish() == 255
+    assert b"ended without an exit status (killed by a signal?)" in child.output
+
+
+def test_an_interrupt_of_clave_itself_restores_the_terminal(sshd):
+    child = PtyChild(sshd, "echo ready; sleep 30")
+    child.read_until(b"ready")
+    os.kill(child.pid, signal.SIGTERM)
+    assert child.finish() == 130
+    assert b"[restored=True code=130" in child.output
 
 
 def test_a_dropped_connection_returns_255_with_last_error_and_restores_the_terminal(own_sshd):
