@@ -65,6 +65,10 @@ class CommandFailed(ClaveError):
         super().__init__(f"`{tool}` failed (exit {result.exited}): {detail}")
 
 
+class HostKeyChanged(ClaveError):
+    """The VM answered with a different SSH host key than earlier in the same session."""
+
+
 class StepFailed(ClaveError):
     """A pipeline step failed without raising a ClaveError of its own."""
 

@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from clave.errors import ClaveError, CommandFailed
+from clave.errors import ClaveError, CommandFailed, HostKeyChanged
 from clave.support.command import Result
 
 if TYPE_CHECKING:
@@ -47,10 +47,6 @@ _REASONS = {
 def quote(value: str) -> str:
     """Quote one word for a remote POSIX shell; every string entering a remote shell goes here."""
     return shlex.quote(value)
-
-
-class HostKeyChanged(ClaveError):
-    """The VM answered with a different host key than earlier in the same session."""
 
 
 class SshExecutor:

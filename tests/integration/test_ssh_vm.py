@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from clave.errors import ClaveError
+from clave.errors import ClaveError, HostKeyChanged
 from clave.support.share import mount_share
-from clave.support.ssh import HostKeyChanged, SshExecutor
+from clave.support.ssh import SshExecutor
 from clave.support.tunnel import forwarder_alive, start_forwarder, stop_forwarder
 from tests.unit.support.sshd import PtyChild, free_port, wait_until
 

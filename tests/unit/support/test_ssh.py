@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from clave.errors import ClaveError, CommandFailed
-from clave.support.ssh import HostKeyChanged, SshExecutor, quote
+from clave.errors import ClaveError, CommandFailed, HostKeyChanged
+from clave.support.ssh import SshExecutor, quote
 from tests.unit.support.sshd import PtyChild, blackhole, free_port, running_sshd, wait_until
 
 
