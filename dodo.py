@@ -93,7 +93,6 @@ def _provision(force: bool, image: str) -> bool:
 def _push_image() -> bool:
     from clave.errors import ClaveError
     from clave.locks import file_lock
-    from clave.provision.build import base_lock
     from clave.support.tart import TartManager
 
     remote = os.environ.get(REGISTRY_ENV, "").strip()
@@ -105,7 +104,7 @@ def _push_image() -> bool:
         return False
     tart = TartManager()
     try:
-        with file_lock(base_lock(HOME), shared=True):   # never while a build swaps it
+        with file_lock(HOME.base_lock, shared=True):   # never while a build swaps it
             if not tart.exists(base):
                 print(f"doit push_image: there is no base VM {base!r} to push; "
                       "run `doit provision` first.", file=sys.stderr)

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--update", action="store_true",
                       help="re-run only the provisioning steps that changed")
     provision.add_argument("--image", metavar="IMAGE",
-                           help="the Ubuntu image to start from (default: setting vm.image)")
+                           help="the Ubuntu image to start from (default: the base_image setting)")
 
     auth = command("auth", "store a Claude Code token for the VMs (runs `claude setup-token`)")
     which = auth.add_mutually_exclusive_group()

@@ -36,6 +36,11 @@ class Home:
         return self.root / "provision.lock"
 
     @property
+    def base_lock(self) -> Path:
+        """Held exclusively while provisioning swaps the base, shared while sessions clone it."""
+        return self.root / "base.lock"
+
+    @property
     def provision_log(self) -> Path:
         return self.root / "provision.log"
 

@@ -71,10 +71,17 @@ def find_leftovers(store, tart, herd, git, home: Home, base_vm: str,
                                   lambda c=clone: _remove_empty(c)))
         found.append(Leftover("record", sid, f"{record.project_name}, started "
                               f"{record.started_at}", lambda s=sid: _forget(store, home, s)))
-    for vm in tart.list():
+    vms = tart.list()
+    names = {vm.name for vm in vms}
+    olds = sorted((vm.name for vm in vms if vm.name.startswith(f"{base_vm}-old-")), reverse=True)
+    restore = None if provisioning or base_vm in names or not olds else olds[0]
+    if restore:   # a provisioning killed between its two renames: the old base comes back
+        found.append(Leftover("base", restore, f"restored as {base_vm}",
+                              lambda n=restore: tart.rename(n, base_vm)))
+    for vm in vms:
         orphan = SESSION_VM.match(vm.name) and vm.name not in live_vms
-        stale_build = not provisioning and (vm.name == f"{base_vm}-build"
-                                            or vm.name.startswith(f"{base_vm}-old-"))
+        stale_build = not provisioning and vm.name != restore and (
+            vm.name == f"{base_vm}-build" or vm.name.startswith(f"{base_vm}-old-"))
         if orphan or stale_build:
             found.append(Leftover("vm", vm.name, vm.state, lambda n=vm.name: _drop_vm(tart, n)))
     return found

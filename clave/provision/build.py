@@ -32,11 +32,6 @@ SCRIPTS_DIR = "/run/clave-provision"   # tmpfs: the mount point never lands in t
 SHUTDOWN_TIMEOUT = 120
 
 
-def base_lock(home: Home) -> Path:
-    """Held exclusively while the base is swapped, shared while a session clones it."""
-    return home.root / "base.lock"
-
-
 class ImageBuild:
     def __init__(self, pipeline: ProvisioningPipeline, tart: TartManager, ssh: SshExecutor,
                  settings, home: Home, *, image: str | None = None, force: bool = False):
@@ -183,7 +178,7 @@ class ImageBuild:
 
     def swap(self) -> str | None:
         """Rename the build VM to the base; returns the previous base's new name, if any."""
-        with file_lock(base_lock(self.home)):
+        with file_lock(self.home.base_lock):
             old = f"{self.base}-old-{int(time.time())}"
             had_base = self.tart.exists(self.base)
             if had_base:

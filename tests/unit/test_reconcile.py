@@ -128,6 +128,16 @@ def test_a_build_vm_is_a_leftover_only_while_no_provisioning_runs(world):
     assert leftovers(world, provisioning=True) == []
 
 
+def test_a_base_lost_between_the_swap_renames_is_restored_from_the_newest_old_one(world):
+    world.tart("rename", BASE_VM, f"{BASE_VM}-old-1733240000")
+    world.tart("clone", f"{BASE_VM}-old-1733240000", f"{BASE_VM}-old-1733249999")
+    found = leftovers(world)
+    assert named(found) == {("base", f"{BASE_VM}-old-1733249999"),
+                            ("vm", f"{BASE_VM}-old-1733240000")}
+    remove_all(found)
+    assert set(world.vms()) == {BASE_VM}
+
+
 def test_a_dead_sessions_forwarder_is_stopped(world):
     decoy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
                               "-m", "clave.support.tunnel"])
