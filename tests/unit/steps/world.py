@@ -12,8 +12,10 @@ not add itself. The step contract ends with it being empty.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -174,17 +176,34 @@ class World:
             time.sleep(0.05)
 
     def stop_everything(self) -> None:
-        """Whatever a failing test left running is stopped (running = held by `tart run`)."""
-        if not any(self.tart_home.glob("vms/*/.fake-run.json")):   # nothing was ever run
-            return
-        try:
-            running = [name for name, state in self.vms().items() if state == "running"]
-        except (AssertionError, OSError, ValueError):
-            return
-        for name in running:
-            self.tart("stop", name, check=False)
+        """Whatever a test left running is stopped: `tart stop` first, as a user would; then
+        any fake still running from this world's bin/ (a `tart run` that had not yet taken
+        its VM's lock when the test ended) is killed."""
+        if any(self.tart_home.glob("vms/*/.fake-run.json")):        # something was run
+            with contextlib.suppress(AssertionError, OSError, ValueError):
+                for name, state in self.vms().items():
+                    if state == "running":
+                        self.tart("stop", name, check=False)
+        for pid in self.own_processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         for proc in self.started:
             proc.wait(timeout=10)
+
+    def own_processes(self) -> list[int]:
+        """Live processes whose command line runs a fake from this world's bin/."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                args = (entry / "cmdline").read_bytes().split(b"\0")
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if state != "Z" and any(a.startswith(bytes(self.bin)) for a in args):
+                found.append(int(entry.name))
+        return found
 
     # -- the fake herd ----------------------------------------------------------------------
 
