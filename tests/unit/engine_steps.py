@@ -9,6 +9,7 @@ from typing import Any
 from clave.context import SessionContext
 from clave.steps.base import Step
 from clave.tasks.graph import Task
+from tests.messages import Said
 
 
 @dataclass
@@ -91,20 +92,4 @@ class ProgressLog:
         return [call[1:] for call in self.calls if call[0] == event]
 
 
-@dataclass
-class MessageLog:
-    """ctx.ui for tests: what steps and the engine said."""
-
-    lines: list[tuple[str, str]] = field(default_factory=list)
-
-    def info(self, message: str) -> None:
-        self.lines.append(("info", message))
-
-    def warn(self, message: str) -> None:
-        self.lines.append(("warn", message))
-
-    def error(self, message: str) -> None:
-        self.lines.append(("error", message))
-
-    def hint(self, message: str) -> None:
-        self.lines.append(("hint", message))
+MessageLog = Said   # ctx.ui for engine tests

@@ -22,6 +22,7 @@ from clave.support.git import GitManager
 from clave.tasks.graph import Task, build, node
 from clave.teardown import QUESTION, SessionTeardown
 from clave.ui import Ui
+from tests.messages import Said
 from tests.unit.steps.world import base_template, world_fixture  # noqa: F401
 
 BRANCH = "clave/s-abcd1234"
@@ -29,24 +30,11 @@ BACKUP = "refs/clave/backup/s-abcd1234"
 
 
 @dataclass
-class Screen:
+class Screen(Said):
     """The ui teardown talks to: messages kept; select answers as the test says."""
 
     answer: object = OnExit.KEEP.value
-    lines: list[tuple[str, str]] = field(default_factory=list)
     asked: list[str] = field(default_factory=list)
-
-    def info(self, message: str) -> None:
-        self.lines.append(("info", message))
-
-    def warn(self, message: str) -> None:
-        self.lines.append(("warn", message))
-
-    def error(self, message: str) -> None:
-        self.lines.append(("error", message))
-
-    def hint(self, message: str) -> None:
-        pass
 
     def select(self, question, options, default=None):
         self.asked.append(question)
@@ -55,7 +43,7 @@ class Screen:
         return self.answer
 
     def said(self, kind: str) -> list[str]:
-        return [text for k, text in self.lines if k == kind]
+        return self.of(kind)
 
 
 class Resource(Step):

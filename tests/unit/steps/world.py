@@ -29,6 +29,7 @@ from clave.config import Settings
 from clave.context import SessionContext
 from clave.home import Home
 from clave.store import Store
+from tests.messages import Said
 
 FAKES = Path(__file__).resolve().parents[2] / "fakes"
 BASE_VM = "clave-base"
@@ -37,28 +38,6 @@ SESSION_ID = "abcd1234"
 CPUS, MEMORY = 3, 3072          # not the defaults, so argv assertions prove they were passed
 RESOURCE_COLUMNS = ("vm_name", "vm_ip", "tart_pid", "tunnel_port", "tunnel_pid", "proxy_name")
 IDENTITY = {"user.name": "World Tester", "user.email": "world@example.com"}
-
-
-@dataclass
-class Said:
-    """ctx.ui for step tests: every message, in order, as (kind, text)."""
-
-    lines: list[tuple[str, str]] = field(default_factory=list)
-
-    def info(self, message: str) -> None:
-        self.lines.append(("info", message))
-
-    def warn(self, message: str) -> None:
-        self.lines.append(("warn", message))
-
-    def error(self, message: str) -> None:
-        self.lines.append(("error", message))
-
-    def hint(self, message: str) -> None:
-        self.lines.append(("hint", message))
-
-    def of(self, kind: str) -> list[str]:
-        return [text for k, text in self.lines if k == kind]
 
 
 @dataclass
