@@ -13,20 +13,7 @@ import pytest
 
 from clave.errors import ClaveError, CommandFailed, HostKeyChanged
 from clave.support.ssh import SshExecutor, quote
-from tests.unit.support.sshd import PtyChild, blackhole, free_port, running_sshd, wait_until
-
-
-@pytest.fixture(scope="module")
-def sshd():
-    with running_sshd() as server:
-        yield server
-
-
-@pytest.fixture
-def own_sshd():
-    """A server this test may kill or restart."""
-    with running_sshd() as server:
-        yield server
+from tests.unit.support.sshd import PtyChild, blackhole, free_port, wait_until
 
 
 def executor(server, **kwargs) -> SshExecutor:

@@ -22,21 +22,9 @@ import pytest
 from clave.errors import ClaveError
 from clave.support.ssh import SshExecutor
 from clave.support.tunnel import MODULE, forwarder_alive, start_forwarder, stop_forwarder
-from tests.unit.support.sshd import free_port, running_sshd, wait_until
+from tests.unit.support.sshd import free_port, wait_until
 
 PAGE = b"hello through the tunnel\n"
-
-
-@pytest.fixture(scope="module")
-def sshd():
-    with running_sshd() as server:
-        yield server
-
-
-@pytest.fixture
-def own_sshd():
-    with running_sshd() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
