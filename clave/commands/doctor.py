@@ -7,6 +7,7 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
+from clave.context import ServicesMode
 from clave.errors import ClaveError
 from clave.home import Home
 
@@ -33,19 +34,23 @@ def checks(settings, home: Home, project_dir: Path) -> list[tuple[str, Callable]
         return OK, "installed"
 
     def base_check():
+        if not shutil.which("tart"):    # tart answers "does the base exist"; don't guess
+            return FAIL, "cannot be checked without tart: install tart first"
         build = catalog.image_build(settings, home, project_dir)
         if not build.base_exists():
             return FAIL, f"{build.base!r} missing: run `clave provision`"
         stale = build.stale()
         if stale:
-            return WARN, f"{len(stale)} steps changed: run `clave provision --update`"
+            steps = "1 step" if len(stale) == 1 else f"{len(stale)} steps"
+            return WARN, f"{steps} changed: run `clave provision --update`"
         return OK, f"{build.base!r} up to date"
 
     def herd_check():
         if not settings.get("herd.enabled"):
             return OK, "disabled (herd.enabled): sessions get http://127.0.0.1:<port>"
         if not herd.available():
-            return WARN, "not found: sessions get http://127.0.0.1:<port> instead of .test URLs"
+            return WARN, ("not found: sessions get http://127.0.0.1:<port> instead of .test "
+                          "URLs; install Herd Pro, or set herd.enabled to false")
         return OK, f"found, TLD .{herd.tld()}"
 
     def auth_check():
@@ -56,10 +61,13 @@ def checks(settings, home: Home, project_dir: Path) -> list[tuple[str, Callable]
 
     def git_check():
         if not git.is_repo(project_dir):
-            return WARN, f"{project_dir} is not a git repository"
+            return WARN, (f"{project_dir} is not a git repository: run clave in your "
+                          "project, or `git init` and commit it first")
         return OK, f"on branch {git.current_branch(project_dir)}"
 
     def services_check():
+        if settings.get("services.mode") == ServicesMode.VM.value:
+            return OK, "services.mode is vm: each VM runs its own MySQL and Redis"
         missing = [f"{name} on 127.0.0.1:{settings.get(key)}"
                    for name, key in (("MySQL", "services.mysql_port"),
                                      ("Redis", "services.redis_port"))
