@@ -34,13 +34,21 @@ def _connect(session_id: str, settings, home: Home):
     return ssh
 
 
-def shell(*, session_id: str, settings, home: Home) -> int:
+def _on_terminal(ssh, line: str) -> int:
+    """Run `line` on a PTY wired to this terminal; a dropped connection is said, not silent."""
     from clave.engine import foreground_child
 
+    with foreground_child():
+        code = ssh.interactive(line)
+    if ssh.last_error():    # set only when the connection died (exit 255, as with OpenSSH)
+        print(f"clave: {ssh.last_error()}", file=sys.stderr)
+    return code
+
+
+def shell(*, session_id: str, settings, home: Home) -> int:
     ssh = _connect(session_id, settings, home)
     try:
-        with foreground_child():
-            return ssh.interactive(f"cd {PROJECT_DIR} && exec \"$SHELL\" -l")
+        return _on_terminal(ssh, f"cd {PROJECT_DIR} && exec \"$SHELL\" -l")
     finally:
         ssh.close()
 
@@ -53,10 +61,7 @@ def execute(*, session_id: str, command: list[str], settings, home: Home) -> int
     try:
         line = f"cd {PROJECT_DIR} && {shlex.join(command)}"
         if sys.stdin.isatty() and sys.stdout.isatty():
-            from clave.engine import foreground_child
-
-            with foreground_child():
-                return ssh.interactive(line)
+            return _on_terminal(ssh, line)
         result = ssh.run(line, timeout=24 * 3600)
         sys.stdout.write(result.stdout)
         sys.stderr.write(result.stderr)
