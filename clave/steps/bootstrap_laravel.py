@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from clave.context import SessionContext
 from clave.errors import ClaveError
 from clave.home import Home
@@ -16,7 +18,8 @@ RESTART = ("for s in /etc/init.d/php*-fpm; do [ -e \"$s\" ] && sudo service \"${
 
 def commands(composer: bool, migrate: bool) -> list[tuple[str, str]]:
     """(hint, shell command) in order; every command runs in /srv/project."""
-    steps = [("checking nginx", "grep -rqs 'root /srv/project/public' /etc/nginx/sites-enabled/"
+    # -R: sites-enabled/ holds symlinks, which -r skips
+    steps = [("checking nginx", "grep -Rqs 'root /srv/project/public' /etc/nginx/sites-enabled/"
               " || { echo 'nginx does not serve /srv/project/public' >&2; exit 1; }")]
     if composer:
         steps.append(("linking vendor/ to the VM's disk",
@@ -52,9 +55,12 @@ class BootstrapLaravel(Step):
         for hint, command in commands(self.settings.get("bootstrap.composer"),
                                       self.settings.get("bootstrap.migrate")):
             ctx.hint(hint)
+            started = time.monotonic()
             result = self.ssh.run(f"cd /srv/project && {command}", timeout=900)
+            seconds = time.monotonic() - started
             with log.open("a") as fh:
-                fh.write(f"$ {hint}\n{result.stdout}{result.stderr}(exit {result.exited})\n")
+                fh.write(f"$ {hint}\n{result.stdout}{result.stderr}"
+                         f"(exit {result.exited}, {seconds:.3f} s)\n")
             if not result.ok:
                 self._failed(ctx, hint, result.tail(), log)
                 return
