@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+from collections.abc import Callable
 
 from clave.context import OnExit, SessionContext
 from clave.errors import ClaveError
@@ -36,14 +37,15 @@ class SessionTeardown:
         with signals_ignored():
             self._status("tearing_down")
             # Engine.clean() has already reported each failure through ctx.warn
-            failures = self.session.clean() if self.session else []
-            self.handle_clone()
-            failures += self.preflight.clean()
+            failures = _unless_terminal_gone(self.session.clean) if self.session else []
+            _unless_terminal_gone(self.handle_clone)
+            failures += _unless_terminal_gone(self.preflight.clean)
             if not failures:
                 shutil.rmtree(self.home.session_dir(self.ctx.session_id), ignore_errors=True)
             else:
-                self.ui.warn(f"logs kept in {self.home.session_dir(self.ctx.session_id)}; "
-                             "`clave cleanup` removes what is left.")
+                _unless_terminal_gone(lambda: self.ui.warn(
+                    f"logs kept in {self.home.session_dir(self.ctx.session_id)}; "
+                    "`clave cleanup` removes what is left."))
         return failures
 
     def choose(self) -> OnExit:
@@ -92,3 +94,12 @@ class SessionTeardown:
     def _status(self, status: str) -> None:
         with contextlib.suppress(ClaveError):
             self.store.record(self.ctx.session_id, status=status)
+
+
+def _unless_terminal_gone(part: Callable[[], list[ClaveError] | None]) -> list[ClaveError]:
+    """One part of the teardown. After SIGHUP (the terminal closed) every message fails with
+    EIO: that must not stop the next part, or the session record would outlive the session."""
+    try:
+        return part() or []
+    except OSError:
+        return []
