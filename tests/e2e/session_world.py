@@ -25,6 +25,7 @@ import fcntl
 import json
 import os
 import re
+import select
 import shlex
 import shutil
 import signal
@@ -335,6 +336,7 @@ class Session:
         self.proc, self.master = proc, master
         self._raw = bytearray()
         self._changed = threading.Condition()
+        self._closing = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -404,13 +406,26 @@ class Session:
             except subprocess.TimeoutExpired:
                 self.signal(signal.SIGKILL)
                 self.proc.wait(10)
+        self._closing.set()
         self._reader.join(5)
-        with contextlib.suppress(OSError):
+        self._close_master()
+
+    def _close_master(self) -> None:
+        if self.master >= 0:
             os.close(self.master)
+            self.master = -1
+
+    def hang_up(self) -> None:
+        """Close the terminal (its window), as a user closing it: clave gets SIGHUP."""
+        self._closing.set()
+        self._reader.join(5)      # a read in progress would keep the pty open
+        self._close_master()
 
     def _read(self) -> None:
-        while True:
+        while not self._closing.is_set():
             try:
+                if not select.select([self.master], [], [], 0.1)[0]:
+                    continue
                 chunk = os.read(self.master, 65536)
             except OSError:          # EIO: every slave fd is closed (clave and its children)
                 chunk = b""

@@ -261,6 +261,18 @@ def test_sigterm_while_claude_runs_tears_everything_down_and_keeps_the_work(worl
     assert (clone / "draft.txt").read_text() == "not committed yet\n"
 
 
+def test_closing_the_terminal_while_claude_runs_tears_everything_down_and_keeps_the_work(world):
+    world.script(WORK + "pause\n")
+    session = world.start()                    # no --on-exit: nobody is left to ask
+    world.wait_paused()
+    session.hang_up()
+    session.wait()
+    branch = _branch(world)
+    assert world.git("show", f"{branch}:feature.txt") == "a feature"
+    clone = world.project / ".clave" / "wt" / branch.removeprefix("clave/")
+    assert (clone / "draft.txt").read_text() == "not committed yet\n"
+
+
 # -- several sessions ----------------------------------------------------------------------------
 
 def test_three_sessions_at_once_get_their_own_vm_port_proxy_and_branch(world):
