@@ -100,6 +100,7 @@ def one_session(root: Path, services, latency: str | None) -> dict:
     from tests.e2e.session_world import World
 
     world = World.create(root, services, latency=latency)
+    before = len(world.tart_calls())       # the world's own `tart create`
     watcher = Watcher(world)
     watcher.start()
     marks: dict[str, float] = {}
@@ -125,7 +126,7 @@ def one_session(root: Path, services, latency: str | None) -> dict:
     world.close()
     if code != 0:
         raise SystemExit(f"the session failed (exit {code}):\n{session.text}")
-    calls = [c["argv"][0] for c in world.tart_calls()]
+    calls = [c["argv"][0] for c in world.tart_calls()[before:]]
     clone = _time_clone(world)
     steps = {label: float(s) for label, s in _STEP_LINE.findall(session.text)}
     return {
@@ -184,7 +185,7 @@ def summarise(label: str, runs: list[dict], latency: str | None, ssh: float) -> 
     counts = {}
     for call in runs[0]["tart_calls"]:
         counts[call] = counts.get(call, 0) + 1
-    print(f"  tart invocations: {sum(counts.values())} ("
+    print(f"  tart invocations by clave: {sum(counts.values())} ("
           + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ")")
 
     if latency:
