@@ -165,6 +165,7 @@ class SessionContext:
     gateway_ip: str | None = None
     tunnel_port: int | None = None
     tunnel_pid: int | None = None
+    port_reservation: Any = field(default=None, repr=False)   # held until the tunnel listens
     proxy_name: str | None = None
     app_url: str | None = None
     services: ServiceConfig | None = None

@@ -12,8 +12,9 @@ from clave.support.dotenv import patch_file
 from clave.support.ssh import SshExecutor
 
 VENDOR_DIR = "/var/lib/clave/vendor"   # on the VM's own disk: the share is slow (tart.md §6.3)
-RESTART = ("for s in /etc/init.d/php*-fpm; do [ -e \"$s\" ] && sudo service \"${s##*/}\" "
-           "restart; done; sudo service nginx restart")
+# A graceful reload drops OPcache and the workers' state; nginx's site never changes.
+RELOAD = ("for s in /etc/init.d/php*-fpm; do [ -e \"$s\" ] && sudo service \"${s##*/}\" "
+          "reload; done")
 
 
 def commands(composer: bool, migrate: bool) -> list[tuple[str, str]]:
@@ -31,7 +32,7 @@ def commands(composer: bool, migrate: bool) -> list[tuple[str, str]]:
                       "--no-progress --prefer-dist; fi"))
     if migrate:
         steps.append(("php artisan migrate", "php artisan migrate --force --no-interaction"))
-    steps.append(("restarting php-fpm and nginx", RESTART))
+    steps.append(("reloading php-fpm", RELOAD))
     return steps
 
 

@@ -35,9 +35,8 @@ class CloneVm(Step):
 
     def undo(self, ctx: SessionContext) -> None:
         name = ctx.vm_name or ctx.default_vm_name
-        if self.tart.exists(name):
-            self.tart.stop(name)
-            self.tart.delete(name)
+        self.tart.stop(name)     # both treat a VM that is not there as done
+        self.tart.delete(name)
         self.store.forget(ctx.session_id, "vm_name", "vm_ip")
 
     def done(self, ctx: SessionContext) -> bool:

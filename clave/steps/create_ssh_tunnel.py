@@ -5,8 +5,8 @@ from __future__ import annotations
 from clave.context import ServicesMode, SessionContext
 from clave.home import Home
 from clave.steps.base import Step
+from clave.steps.reserve_port import release
 from clave.store import Store
-from clave.support.ports import allocate_port
 from clave.support.ssh import SshExecutor
 from clave.support.tunnel import forwarder_alive, start_forwarder, stop_forwarder
 
@@ -25,28 +25,25 @@ class CreateSshTunnel(Step):
             for key in ("services.mysql_port", "services.redis_port"):
                 port = self.settings.get(key)
                 remote.append((port, "127.0.0.1", port))
-        lo, hi = self.settings.get("tunnel.port_min"), self.settings.get("tunnel.port_max")
-        with allocate_port(lo, hi) as port:
-            ctx.tunnel_port = port
-            self.store.record(ctx.session_id, tunnel_port=port)
+        try:
             ctx.tunnel_pid = start_forwarder(
                 host=ctx.vm_ip, user=self.settings.get("ssh.user"),
                 password=self.settings.get("ssh.password"),
                 port=self.settings.get("ssh.port"),
                 host_key=self.ssh.host_key_fingerprint,
-                local=[(port, "127.0.0.1", VM_HTTP_PORT)], remote=remote,
+                local=[(ctx.tunnel_port, "127.0.0.1", VM_HTTP_PORT)], remote=remote,
                 log_path=self.home.session_dir(ctx.session_id) / "tunnel.log",
             )
-            self.store.record(ctx.session_id, tunnel_pid=ctx.tunnel_pid)
-        ctx.app_url = f"http://127.0.0.1:{port}"
-        self.store.record(ctx.session_id, app_url=ctx.app_url)
+        finally:
+            release(ctx)   # the forwarder listens on the port now (or never will)
+        self.store.record(ctx.session_id, tunnel_pid=ctx.tunnel_pid)
 
     def undo(self, ctx: SessionContext) -> None:
         record = self.store.get(ctx.session_id)
         pid = ctx.tunnel_pid or (record.tunnel_pid if record else None)
         if pid:
             stop_forwarder(pid)
-        self.store.forget(ctx.session_id, "tunnel_pid", "tunnel_port")
+        self.store.forget(ctx.session_id, "tunnel_pid")
 
     def done(self, ctx: SessionContext) -> bool:
         return bool(ctx.tunnel_pid) and forwarder_alive(ctx.tunnel_pid)

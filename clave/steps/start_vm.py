@@ -62,9 +62,7 @@ class StartVm(Step):
             time.sleep(0.05)
 
     def undo(self, ctx: SessionContext) -> None:
-        name = ctx.vm_name or ctx.default_vm_name
-        if self.tart.exists(name) and self.tart.is_running(name):
-            self.tart.stop(name)
+        self.tart.stop(ctx.vm_name or ctx.default_vm_name)   # not running or gone: done
         self.store.forget(ctx.session_id, "tart_pid")
 
     def done(self, ctx: SessionContext) -> bool:

@@ -148,11 +148,11 @@ class TartManager:
         return result.stdout.strip()
 
     def stop(self, name: str, timeout: int | None = None) -> None:
-        """Hard power-off (SIGINT, then SIGKILL after `timeout` s); a stopped VM is fine."""
+        """Hard power-off (SIGINT, then SIGKILL after `timeout` s); stopped or gone is fine."""
         flags = ["--timeout", str(timeout)] if timeout is not None else []
         limit = (timeout if timeout is not None else STOP_TIMEOUT_DEFAULT) + COMMAND_MARGIN
         result = self._tart("stop", name, *flags, check=False, timeout=limit)
-        if result.ok or _says(result, EXIT_MISSING_OR_NOT_RUNNING, NOT_RUNNING):
+        if result.ok or result.exited == EXIT_MISSING_OR_NOT_RUNNING:
             return
         raise _failed(result)
 

@@ -1,7 +1,8 @@
 """Session: a VM, a clone of the code, a URL; Claude Code runs last, outside doit.
 
-The VM starts before the code is cloned into its (already shared) directory, so the
-clone and the boot overlap. Teardown is this graph's clean: dependants first.
+The VM starts first; the code is cloned into its (already shared) directory, the port is
+reserved and the Herd proxy configured while it boots. Teardown is this graph's clean:
+dependants first.
 """
 
 from clave.steps.boot_vm import BootVm
@@ -12,6 +13,7 @@ from clave.steps.clone_vm import CloneVm
 from clave.steps.configure_herd_proxy import ConfigureHerdProxy
 from clave.steps.create_ssh_tunnel import CreateSshTunnel
 from clave.steps.discover_gateway import DiscoverGateway
+from clave.steps.reserve_port import ReservePort
 from clave.steps.run_claude_code import RunClaudeCode
 from clave.steps.start_vm import StartVm
 from clave.tasks.graph import node
@@ -21,12 +23,15 @@ LABEL = "Starting session..."
 SESSION = (
     node(CloneVm),
     node(StartVm, after=CloneVm),
+    # host-side work while the VM boots
     node(CloneRepo, after=StartVm),
-    node(BootVm, after=(StartVm, CloneRepo)),
+    node(ReservePort, after=StartVm),
+    node(ConfigureHerdProxy, after=ReservePort),
+    # the VM from here on
+    node(BootVm, after=(StartVm, CloneRepo, ConfigureHerdProxy)),
     node(DiscoverGateway, after=BootVm),
-    node(CreateSshTunnel, after=DiscoverGateway),
-    node(ConfigureHerdProxy, after=CreateSshTunnel),
-    node(BootstrapLaravel, after=ConfigureHerdProxy),
+    node(CreateSshTunnel, after=(DiscoverGateway, ReservePort)),
+    node(BootstrapLaravel, after=(CreateSshTunnel, ConfigureHerdProxy)),
     node(CheckHostServices, after=BootstrapLaravel),
     node(RunClaudeCode, after=CheckHostServices),
 )

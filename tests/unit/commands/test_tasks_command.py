@@ -159,8 +159,9 @@ def test_the_real_catalog_lists_preflight_and_session_steps_in_order(project, cl
     assert preflight[:2] == ["validate_project", "get_git_branch"]
     assert preflight[-1] == "save_session"
     session = [row[0] for row in table_rows(text, "session")]
-    assert session.index("clone_vm") < session.index("boot_vm") < session.index(
-        "configure_herd_proxy")
+    # the Herd proxy is configured while the VM boots, the tunnel once it is up
+    assert session.index("start_vm") < session.index("configure_herd_proxy") < session.index(
+        "boot_vm") < session.index("create_ssh_tunnel")
     assert table_rows(text, "provision")
     assert list(clave_home.iterdir()) == []
 

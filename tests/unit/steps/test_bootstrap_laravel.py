@@ -25,11 +25,11 @@ def hints(composer: bool, migrate: bool) -> list[str]:
 def test_everything_enabled_checks_nginx_first_and_restarts_last():
     assert hints(True, True) == ["checking nginx", "linking vendor/ to the VM's disk",
                                  "composer install", "php artisan migrate",
-                                 "restarting php-fpm and nginx"]
+                                 "reloading php-fpm"]
 
 
 def test_composer_and_migrate_can_each_be_turned_off():
-    assert hints(False, False) == ["checking nginx", "restarting php-fpm and nginx"]
+    assert hints(False, False) == ["checking nginx", "reloading php-fpm"]
     assert "composer install" not in hints(False, True)
     assert "php artisan migrate" not in hints(True, False)
 

@@ -31,14 +31,21 @@ def test_the_session_graph_has_the_dependencies_it_declares(world):
         "clone_vm": (),
         "start_vm": ("clone_vm",),
         "clone_repo": ("start_vm",),
-        "boot_vm": ("start_vm", "clone_repo"),
+        "reserve_port": ("start_vm",),
+        "configure_herd_proxy": ("reserve_port",),
+        "boot_vm": ("start_vm", "clone_repo", "configure_herd_proxy"),
         "discover_gateway": ("boot_vm",),
-        "create_ssh_tunnel": ("discover_gateway",),
-        "configure_herd_proxy": ("create_ssh_tunnel",),
-        "bootstrap_laravel": ("configure_herd_proxy",),
+        "create_ssh_tunnel": ("discover_gateway", "reserve_port"),
+        "bootstrap_laravel": ("create_ssh_tunnel", "configure_herd_proxy"),
         "check_host_services": ("bootstrap_laravel",),
         "run_claude_code": ("check_host_services",),
     }
+
+
+def test_the_herd_proxy_is_configured_while_the_vm_boots(world):
+    tasks = build(SESSION, catalog.adapters(world.settings, world.home, store=world.store))
+    order = Engine(tasks, world.ctx(), world.root / "s.db").order()
+    assert order.index("start_vm") < order.index("configure_herd_proxy") < order.index("boot_vm")
 
 
 def test_the_vm_starts_before_the_code_is_cloned_so_the_two_overlap(world):
