@@ -32,16 +32,18 @@ class RunClaudeCode(Step):
                                "| awk '{print $1; exit}'").stdout.strip()
         existing = self.ssh.run("cat ~/.claude.json 2>/dev/null").stdout
         api_key = credential.secret if credential.env_name == "ANTHROPIC_API_KEY" else None
-        self.ssh.run("mkdir -p -m 700 ~/.claude ~/.clave", check=True)
-        self.ssh.put_file(f"{home}/.claude.json",
-                          claude_config.merge_claude_json(existing, version, api_key).encode())
         settings = self.ssh.run("cat ~/.claude/settings.json 2>/dev/null").stdout
-        self.ssh.put_file(f"{home}/.claude/settings.json",
-                          claude_config.merge_settings_json(settings).encode())
-        self.ssh.put_file(f"{home}/.claude/CLAUDE.md", claude_config.session_notes(
-            ctx.app_url, ctx.bootstrap_failure).encode(), mode=0o644)
-        self.ssh.put_file(f"{home}/{ENV_FILE}", claude_config.env_file(
-            credential.env_name, credential.secret).encode(), mode=0o600)
+        self.ssh.run("mkdir -p -m 700 ~/.claude ~/.clave", check=True)
+        self.ssh.put_files({
+            f"{home}/.claude.json":
+                (claude_config.merge_claude_json(existing, version, api_key).encode(), 0o600),
+            f"{home}/.claude/settings.json":
+                (claude_config.merge_settings_json(settings).encode(), 0o600),
+            f"{home}/.claude/CLAUDE.md":
+                (claude_config.session_notes(ctx.app_url, ctx.bootstrap_failure).encode(), 0o644),
+            f"{home}/{ENV_FILE}":
+                (claude_config.env_file(credential.env_name, credential.secret).encode(), 0o600),
+        })
 
     def run(self, ctx: SessionContext) -> None:
         self.prepare(ctx)

@@ -280,14 +280,20 @@ class SshExecutor:
 
     def put_file(self, remote_path: str, content: bytes, mode: int = 0o600) -> None:
         """Upload over SFTP; the file gets `mode` before any content is written (secrets)."""
+        self.put_files({remote_path: (content, mode)})
+
+    def put_files(self, files: Mapping[str, tuple[bytes, int]]) -> None:
+        """Several uploads over one SFTP session: path -> (content, mode), mode set first."""
         transport = self.transport()
+        remote_path = ""
         try:
             import paramiko
 
-            with paramiko.SFTPClient.from_transport(transport) as sftp, \
-                    sftp.open(remote_path, "wb") as handle:
-                handle.chmod(mode)
-                handle.write(content)
+            with paramiko.SFTPClient.from_transport(transport) as sftp:
+                for remote_path, (content, mode) in files.items():
+                    with sftp.open(remote_path, "wb") as handle:
+                        handle.chmod(mode)
+                        handle.write(content)
         except Exception as err:
             if isinstance(err, OSError) and transport.is_active():  # SFTP's own refusal
                 reason = err.strerror or str(err)

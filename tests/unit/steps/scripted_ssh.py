@@ -38,6 +38,10 @@ class ScriptedSsh:
     def put_file(self, remote_path: str, content: bytes, mode: int = 0o600) -> None:
         self.files[remote_path] = (content, mode)
 
+    def put_files(self, files) -> None:
+        for remote_path, (content, mode) in files.items():
+            self.put_file(remote_path, content, mode)
+
     def interactive(self, command: str, env=None) -> int:
         self.interactive_commands.append(command)
         return self.interactive_exit
