@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 from collections.abc import Callable
 
@@ -28,7 +29,10 @@ class CheckClaudeAuthentication(Step):
             if not self.interactive or not self.confirm(
                     "No Claude Code credential found. Set one up now with `clave auth`?", True):
                 ctx.abort(NO_CREDENTIAL)
-            credential = self.auth.setup_token(getpass.getpass)
+            # `claude setup-token` owns the terminal meanwhile: hide the progress display
+            paused = getattr(ctx.ui, "paused", contextlib.nullcontext)
+            with paused():
+                credential = self.auth.setup_token(getpass.getpass)
         ctx.credential = credential
         ctx.hint(f"using {credential.method.replace('_', ' ')} from {credential.source}")
 
