@@ -87,7 +87,7 @@ def world(make_world) -> World:
 def test_the_app_answers_through_the_tunnel_with_the_host_database_and_redis(
         make_world, host_services, bridge, mode):
     world = make_world(mode=mode)
-    host_services.sql("DROP TABLE IF EXISTS clave.clave_migrations_ran, clave.clave_fixture_items")
+    host_services.reset_database()
     world.script("pause\n")
     session = world.start("--on-exit", "keep")
     vm = world.wait_paused()[0]

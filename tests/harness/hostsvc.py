@@ -123,6 +123,10 @@ class HostServices:
             "REDIS_PORT": str(redis_port or self.redis_port),
         }
 
+    def reset_database(self) -> None:
+        """An empty `clave` database: the services are shared by every test of a run."""
+        self.sql("DROP DATABASE IF EXISTS clave; CREATE DATABASE clave;")
+
     def sql(self, statements: str) -> str:
         """Run SQL as MariaDB's root (unix socket), for test assertions; tab-separated rows."""
         done = subprocess.run(

@@ -164,6 +164,7 @@ def test_nginx_and_php_fpm_restart_with_service_inside_the_vm(test_vm):
 
 # ---------------------------------------------------------------- host services
 def test_php_in_the_vm_reaches_host_mariadb_and_redis_on_the_gateway(test_vm, host_services):
+    host_services.reset_database()
     write_env(test_vm, host_services.env(test_vm.gateway))
     test_vm.mount_share()
 
