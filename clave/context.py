@@ -166,6 +166,7 @@ class SessionContext:
     tunnel_port: int | None = None
     tunnel_pid: int | None = None
     port_reservation: Any = field(default=None, repr=False)   # held until the tunnel listens
+    forwarder_launch: Any = field(default=None, repr=False)   # support.tunnel.ForwarderLaunch
     proxy_name: str | None = None
     app_url: str | None = None
     services: ServiceConfig | None = None

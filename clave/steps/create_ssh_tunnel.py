@@ -5,10 +5,10 @@ from __future__ import annotations
 from clave.context import ServicesMode, SessionContext
 from clave.home import Home
 from clave.steps.base import Step
-from clave.steps.reserve_port import release
+from clave.steps.prepare_tunnel import release, tunnel_log
 from clave.store import Store
 from clave.support.ssh import SshExecutor
-from clave.support.tunnel import forwarder_alive, start_forwarder, stop_forwarder
+from clave.support.tunnel import ForwarderLaunch, forwarder_alive, stop_forwarder
 
 VM_HTTP_PORT = 80
 
@@ -25,14 +25,16 @@ class CreateSshTunnel(Step):
             for key in ("services.mysql_port", "services.redis_port"):
                 port = self.settings.get(key)
                 remote.append((port, "127.0.0.1", port))
+        # launched while the VM booted (a resumed session launches it now)
+        launch = ctx.forwarder_launch or ForwarderLaunch(tunnel_log(self.home, ctx))
+        ctx.forwarder_launch = None
         try:
-            ctx.tunnel_pid = start_forwarder(
+            ctx.tunnel_pid = launch.start(
                 host=ctx.vm_ip, user=self.settings.get("ssh.user"),
                 password=self.settings.get("ssh.password"),
                 port=self.settings.get("ssh.port"),
                 host_key=self.ssh.host_key_fingerprint,
                 local=[(ctx.tunnel_port, "127.0.0.1", VM_HTTP_PORT)], remote=remote,
-                log_path=self.home.session_dir(ctx.session_id) / "tunnel.log",
             )
         finally:
             release(ctx)   # the forwarder listens on the port now (or never will)

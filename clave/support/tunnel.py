@@ -38,64 +38,98 @@ log = logging.getLogger(MODULE)
 _children: dict[int, subprocess.Popen] = {}  # forwarders this process started, to reap them
 
 
-def start_forwarder(
-    *,
-    host: str,
-    user: str,
-    password: str,
-    port: int = 22,
-    host_key: str | None,
-    local: list[Forward],
-    remote: list[Forward],
-    log_path: Path,
-    ready_timeout: float = 15,
-    keepalive_interval: float = KEEPALIVE_INTERVAL,
-    dead_after: float = DEAD_AFTER,
-) -> int:
-    """Start the forwarder; returns its pid once every listener is up.
+class ForwarderLaunch:
+    """A forwarder process started ahead of time.
 
-    `local`: host 127.0.0.1:port -> (dest host, port) as seen from the VM.
-    `remote`: VM 127.0.0.1:port -> (host address, port) on this machine.
-    `host_key`: the session's pinned fingerprint (None: accept and log the first key).
-    Raises ClaveError with the forwarder's own sentence when it cannot start.
+    It imports paramiko while the VM boots, then waits on stdin for its orders, so opening
+    the tunnel once SSH answers costs only the connection. Closing stdin unheard (clave
+    died, or `cancel()`) makes it exit.
     """
-    config = {
-        "host": host, "user": user, "password": password, "port": port, "host_key": host_key,
-        "local": [list(f) for f in local], "remote": [list(f) for f in remote],
-        "connect_timeout": min(ready_timeout, 10.0),
-        "keepalive_interval": keepalive_interval, "dead_after": dead_after,
-    }
-    ready_r, ready_w = os.pipe()
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        config["ready_fd"] = ready_w
-        proc = subprocess.Popen(
-            [sys.executable, "-m", MODULE],
-            stdin=subprocess.PIPE, stdout=log_fd, stderr=log_fd,
-            pass_fds=(ready_w,), start_new_session=True, env=_child_env(), cwd="/",
-        )
-    finally:
-        os.close(ready_w)
-        os.close(log_fd)
-    _children[proc.pid] = proc
-    try:
-        with proc.stdin:
-            proc.stdin.write(json.dumps(config).encode())
-        message = _read_ready(ready_r, ready_timeout)
-    except BrokenPipeError:
-        message = None
-    finally:
-        os.close(ready_r)
-    if message is not None and message.get("ok"):
-        return proc.pid
-    died = proc.poll() is not None
-    stop_forwarder(proc.pid, timeout=2)
-    if message is not None and message.get("error"):
-        raise ClaveError(message["error"])
-    what = "stopped at start" if died else f"was not ready within {ready_timeout:g} s"
-    raise ClaveError(f"the SSH forwarder to {host} {what} (log: {log_path}): "
-                     f"{_last_line(log_path) or 'no output'}")
+
+    def __init__(self, log_path: Path):
+        self.log_path = log_path
+        ready_r, ready_w = os.pipe()
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", MODULE],
+                stdin=subprocess.PIPE, stdout=log_fd, stderr=log_fd,
+                pass_fds=(ready_w,), start_new_session=True, env=_child_env(), cwd="/",
+            )
+        except BaseException:
+            os.close(ready_r)
+            raise
+        finally:
+            os.close(ready_w)
+            os.close(log_fd)
+        self.ready_fd, self.ready_r = ready_w, ready_r
+        _children[self.proc.pid] = self.proc
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def start(
+        self,
+        *,
+        host: str,
+        user: str,
+        password: str,
+        port: int = 22,
+        host_key: str | None,
+        local: list[Forward],
+        remote: list[Forward],
+        ready_timeout: float = 15,
+        keepalive_interval: float = KEEPALIVE_INTERVAL,
+        dead_after: float = DEAD_AFTER,
+    ) -> int:
+        """Hand over the orders; returns the pid once every listener is up.
+
+        `local`: host 127.0.0.1:port -> (dest host, port) as seen from the VM.
+        `remote`: VM 127.0.0.1:port -> (host address, port) on this machine.
+        `host_key`: the session's pinned fingerprint (None: accept and log the first key).
+        Raises ClaveError with the forwarder's own sentence when it cannot start.
+        """
+        config = {
+            "host": host, "user": user, "password": password, "port": port,
+            "host_key": host_key, "local": [list(f) for f in local],
+            "remote": [list(f) for f in remote], "ready_fd": self.ready_fd,
+            "connect_timeout": min(ready_timeout, 10.0),
+            "keepalive_interval": keepalive_interval, "dead_after": dead_after,
+        }
+        try:
+            with self.proc.stdin:
+                self.proc.stdin.write(json.dumps(config).encode())
+            message = _read_ready(self.ready_r, ready_timeout)
+        except (BrokenPipeError, ValueError):   # it died, or stdin was closed already
+            message = None
+        finally:
+            self._close_ready()
+        if message is not None and message.get("ok"):
+            return self.pid
+        died = self.proc.poll() is not None
+        stop_forwarder(self.pid, timeout=2)
+        if message is not None and message.get("error"):
+            raise ClaveError(message["error"])
+        what = "stopped at start" if died else f"was not ready within {ready_timeout:g} s"
+        raise ClaveError(f"the SSH forwarder to {host} {what} (log: {self.log_path}): "
+                         f"{_last_line(self.log_path) or 'no output'}")
+
+    def cancel(self) -> None:
+        """Never mind: the forwarder exits (idempotent)."""
+        self._close_ready()
+        stop_forwarder(self.pid, timeout=2)
+
+    def _close_ready(self) -> None:
+        if self.ready_r is not None:
+            os.close(self.ready_r)
+            self.ready_r = None
+
+
+def start_forwarder(*, log_path: Path, **orders) -> int:
+    """Launch a forwarder and start it at once (see ForwarderLaunch.start for the orders)."""
+    return ForwarderLaunch(log_path).start(**orders)
 
 
 def stop_forwarder(pid: int, timeout: float = 5) -> None:
@@ -135,8 +169,13 @@ def main() -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format=f"%(asctime)s tunnel[{os.getpid()}] %(message)s")
     logging.getLogger("paramiko").setLevel(logging.WARNING)
-    config = json.loads(sys.stdin.read())
+    import paramiko  # noqa: F401  (warm up while the launcher waits for the VM)
+
+    orders = sys.stdin.read()
     sys.stdin.close()
+    if not orders:
+        return 0   # launched ahead of time, then cancelled (or its clave died)
+    config = json.loads(orders)
     ready = os.fdopen(config["ready_fd"], "w")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):

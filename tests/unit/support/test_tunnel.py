@@ -21,7 +21,13 @@ import pytest
 
 from clave.errors import ClaveError
 from clave.support.ssh import SshExecutor
-from clave.support.tunnel import MODULE, forwarder_alive, start_forwarder, stop_forwarder
+from clave.support.tunnel import (
+    MODULE,
+    ForwarderLaunch,
+    forwarder_alive,
+    start_forwarder,
+    stop_forwarder,
+)
 from tests.unit.support.sshd import free_port, wait_until
 
 PAGE = b"hello through the tunnel\n"
@@ -256,3 +262,31 @@ def our_forwarders() -> list[int]:
             if int(ppid) == os.getpid() and state != "Z" and MODULE.encode() in cmdline:
                 pids.append(int(name))
     return pids
+
+
+def test_a_forwarder_launched_ahead_of_time_opens_the_tunnel_when_given_its_orders(
+        sshd, web, tmp_path):
+    launch = ForwarderLaunch(tmp_path / "tunnel.log")
+    try:
+        assert forwarder_alive(launch.pid)            # waiting, paramiko already imported
+        port = free_port()
+        pid = launch.start(host=sshd.host, user=sshd.user, password=sshd.password,
+                           port=sshd.port, host_key=None, local=[(port, "127.0.0.1", web)],
+                           remote=[])
+        assert pid == launch.pid and get(port) == PAGE
+    finally:
+        stop_forwarder(launch.pid)
+
+
+def test_a_cancelled_launch_leaves_no_process(tmp_path):
+    launch = ForwarderLaunch(tmp_path / "tunnel.log")
+    launch.cancel()
+    launch.cancel()
+    assert not forwarder_alive(launch.pid)
+
+
+def test_a_launch_whose_clave_died_exits_by_itself_quietly(tmp_path):
+    launch = ForwarderLaunch(tmp_path / "tunnel.log")
+    launch.proc.stdin.close()                       # what the launcher's death looks like
+    assert launch.proc.wait(timeout=10) == 0
+    assert "Traceback" not in (tmp_path / "tunnel.log").read_text()
