@@ -25,15 +25,16 @@ class CheckHostServices(Step):
         self.ssh = ssh
 
     def unreachable(self, ctx: SessionContext) -> list[tuple[str, str, int]]:
+        """Both probes in one round trip: each prints its name when it cannot connect."""
         services = ctx.services
-        missing = []
-        for name, host, port in (("MySQL", services.mysql_host, services.mysql_port),
-                                 ("Redis", services.redis_host, services.redis_port)):
-            ctx.hint(f"{name} at {host}:{port}")
-            probe = PROBE.format(quote(f"exec 3<>/dev/tcp/{host}/{port}"))
-            if not self.ssh.run(probe, timeout=15).ok:
-                missing.append((name, host, port))
-        return missing
+        targets = (("MySQL", services.mysql_host, services.mysql_port),
+                   ("Redis", services.redis_host, services.redis_port))
+        ctx.hint(", ".join(f"{name} at {host}:{port}" for name, host, port in targets))
+        probes = "; ".join(
+            f"{PROBE.format(quote(f'exec 3<>/dev/tcp/{host}/{port}'))} || echo {name}"
+            for name, host, port in targets)
+        failed = self.ssh.run(probes, timeout=15).stdout.split()
+        return [target for target in targets if target[0] in failed]
 
     def run(self, ctx: SessionContext) -> None:
         for name, host, port in self.unreachable(ctx):
