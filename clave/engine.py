@@ -503,8 +503,7 @@ class _HintsTo:
 
 # -- signals (doit.md §10) --------------------------------------------------------------------
 
-@contextlib.contextmanager
-def interrupts() -> Iterator[None]:
+def interrupts() -> contextlib.AbstractContextManager[None]:
     """SIGTERM and SIGHUP raise Interrupted, which doit treats exactly like Ctrl-C.
 
     SIGINT keeps Python's KeyboardInterrupt. The previous handlers come back on exit.
@@ -512,40 +511,34 @@ def interrupts() -> Iterator[None]:
     def _raise(signum: int, frame: Any) -> None:
         raise Interrupted(signum)
 
-    saved = {sig: signal.signal(sig, _raise) for sig in _HANDLED_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
+    return _handling(_HANDLED_SIGNALS, _raise)
 
 
-@contextlib.contextmanager
-def signals_ignored() -> Iterator[None]:
+def signals_ignored() -> contextlib.AbstractContextManager[None]:
     """Teardown must finish: a second Ctrl-C (or a TERM/HUP) is ignored meanwhile.
 
     Children started inside inherit SIG_IGN, which suits `tart stop` and `herd unproxy`.
     """
-    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in _TEARDOWN_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
+    return _handling(_TEARDOWN_SIGNALS, signal.SIG_IGN)
 
 
-@contextlib.contextmanager
-def foreground_child() -> Iterator[None]:
+def foreground_child() -> contextlib.AbstractContextManager[None]:
     """While an interactive child owns Ctrl-C, clave survives it.
 
     A Python no-op handler, not SIG_IGN: exec resets a handler to the default in the
     child, so the child still gets Ctrl-C, while SIG_IGN would be inherited.
     """
-    previous = signal.signal(signal.SIGINT, _ignore_signal)
+    return _handling((signal.SIGINT,), _ignore_signal)
+
+
+@contextlib.contextmanager
+def _handling(signals: tuple[int, ...], handler: Any) -> Iterator[None]:
+    saved = {sig: signal.signal(sig, handler) for sig in signals}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, previous in saved.items():
+            signal.signal(sig, previous)
 
 
 def _ignore_signal(signum: int, frame: Any) -> None:
