@@ -14,10 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clave.context import SESSION_ID_LENGTH
 from clave.errors import ClaveError
 from clave.home import Home
 
-SESSION_VM = re.compile(r"^clave-[a-z0-9]{8}$")
+SESSION_VM = re.compile(rf"^clave-[a-z0-9]{{{SESSION_ID_LENGTH}}}$")   # CloneVm's names
 
 
 @dataclass(frozen=True)
