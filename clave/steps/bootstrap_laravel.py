@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 
-from clave.context import SessionContext
+from clave.context import ServicesMode, SessionContext
 from clave.errors import ClaveError
 from clave.home import Home
 from clave.steps.base import Step
 from clave.support.dotenv import patch_file
 from clave.support.ssh import SshExecutor
 
+# The database and user the `services-vm` provisioning step creates in the VM's MariaDB.
+VM_DATABASE = {"DB_DATABASE": "laravel", "DB_USERNAME": "laravel", "DB_PASSWORD": "laravel"}
 VENDOR_DIR = "/var/lib/clave/vendor"   # on the VM's own disk: the share is slow (tart.md §6.3)
 # A graceful reload drops OPcache and the workers' state; nginx's site never changes.
 RELOAD = ("for s in /etc/init.d/php*-fpm; do [ -e \"$s\" ] && sudo service \"${s##*/}\" "
@@ -44,11 +46,15 @@ class BootstrapLaravel(Step):
 
     def run(self, ctx: SessionContext) -> None:
         services = ctx.services
-        created = patch_file(ctx.clone_path / ".env", {
+        values = {
             "APP_URL": ctx.app_url,
             "DB_HOST": services.mysql_host, "DB_PORT": str(services.mysql_port),
             "REDIS_HOST": services.redis_host, "REDIS_PORT": str(services.redis_port),
-        }, example=ctx.clone_path / ".env.example")
+        }
+        if ctx.services_mode is ServicesMode.VM:
+            values.update(VM_DATABASE)
+        created = patch_file(ctx.clone_path / ".env", values,
+                             example=ctx.clone_path / ".env.example")
         if created:
             ctx.info("created .env from .env.example")
         log = self.home.session_dir(ctx.session_id) / "bootstrap.log"

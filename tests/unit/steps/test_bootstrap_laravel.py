@@ -9,10 +9,11 @@ from __future__ import annotations
 import pytest
 
 from clave.config import Settings
-from clave.context import ServiceConfig
+from clave.context import ServiceConfig, ServicesMode
 from clave.errors import ClaveError
 from clave.steps import bootstrap_laravel
-from clave.steps.bootstrap_laravel import VENDOR_DIR, BootstrapLaravel
+from clave.steps.bootstrap_laravel import VENDOR_DIR, VM_DATABASE, BootstrapLaravel
+from tests.conftest import ROOT
 from tests.unit.steps.scripted_ssh import ScriptedSsh
 
 URL = "https://shop-abcd1234.test"
@@ -77,6 +78,19 @@ def test_every_command_runs_in_the_project_and_the_env_file_is_patched_in_place(
         "# mine\nAPP_NAME=Shop\nAPP_URL=https://shop-abcd1234.test\nDB_HOST=127.0.0.1\n"
         "DB_DATABASE=shop\nDB_PORT=3307\nREDIS_HOST=127.0.0.1\nREDIS_PORT=6380\n")
     assert session.bootstrap_failure is None
+
+
+def test_in_vm_services_mode_the_env_names_the_database_provisioned_in_the_vm(world, session):
+    session.services_mode = ServicesMode.VM
+    session.services = ServiceConfig.local_services()
+    BootstrapLaravel(all_ok(), world.home, world.settings).run(session)
+    text = (session.clone_path / ".env").read_text()
+    assert "DB_HOST=127.0.0.1\n" in text and "DB_PORT=3306\n" in text
+    assert "DB_DATABASE=laravel\n" in text and "DB_DATABASE=shop" not in text
+    assert "DB_USERNAME=laravel\n" in text and "DB_PASSWORD=laravel\n" in text
+    provisioned = (ROOT / "clave/provision/optional/services-vm.sh").read_text()
+    for value in VM_DATABASE.values():
+        assert value in provisioned
 
 
 def test_a_missing_env_is_made_from_env_example_and_said_so(world, session):
