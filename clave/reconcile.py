@@ -46,7 +46,7 @@ def pid_alive(pid: int | None) -> bool:
 
 def find_leftovers(store, tart, herd, git, home: Home, base_vm: str,
                    provisioning: bool) -> list[Leftover]:
-    from clave.support.tunnel import forwarder_alive, stop_forwarder
+    from clave.support.tunnel import stop_forwarder
 
     records = store.sessions() if store else []
     dead = [r for r in records if not pid_alive(r.clave_pid)]
@@ -54,11 +54,10 @@ def find_leftovers(store, tart, herd, git, home: Home, base_vm: str,
     found: list[Leftover] = []
     for record in dead:
         sid = record.session_id
-        if record.tunnel_pid and forwarder_alive(record.tunnel_pid):
+        if _tunnel_left(record):
             found.append(Leftover("tunnel", f"pid {record.tunnel_pid}", f"session {sid}",
                                   lambda pid=record.tunnel_pid: stop_forwarder(pid)))
-        if record.proxy_name and herd.available() and any(
-                p.site == record.proxy_name for p in herd.proxies()):
+        if _proxy_left(record, herd):
             found.append(Leftover("proxy", record.proxy_name, f"session {sid}",
                                   lambda name=record.proxy_name: herd.unproxy(name)))
         clone = Path(record.clone_path) if record.clone_path else None
@@ -71,7 +70,8 @@ def find_leftovers(store, tart, herd, git, home: Home, base_vm: str,
             found.append(Leftover("share", str(clone), "empty directory",
                                   lambda c=clone: _remove_empty(c)))
         found.append(Leftover("record", sid, f"{record.project_name}, started "
-                              f"{record.started_at}", lambda s=sid: _forget(store, home, s)))
+                              f"{record.started_at}",
+                              lambda r=record: _forget(store, home, r, herd)))
     vms = tart.list()
     names = {vm.name for vm in vms}
     olds = sorted((vm.name for vm in vms if vm.name.startswith(f"{base_vm}-old-")), reverse=True)
@@ -113,6 +113,24 @@ def _remove_empty(directory: Path) -> None:
         raise ClaveError(f"could not remove {directory}: {err.strerror}") from err
 
 
-def _forget(store, home: Home, session_id: str) -> None:
-    store.remove(session_id)
-    shutil.rmtree(home.session_dir(session_id), ignore_errors=True)
+def _tunnel_left(record) -> bool:
+    from clave.support.tunnel import forwarder_alive
+
+    return bool(record.tunnel_pid) and forwarder_alive(record.tunnel_pid)
+
+
+def _proxy_left(record, herd) -> bool:
+    return bool(record.proxy_name) and herd.available() and any(
+        p.site == record.proxy_name for p in herd.proxies())
+
+
+def _forget(store, home: Home, record, herd) -> None:
+    """The record goes last, and only once its tunnel and proxy are gone: it is the only
+    trace of them a later `clave cleanup` could find. (A VM is found by its name.)"""
+    left = [what for what, there in (("tunnel", _tunnel_left(record)),
+                                     ("Herd proxy", _proxy_left(record, herd))) if there]
+    if left:
+        raise ClaveError(f"its {' and '.join(left)} is still there; the record stays so "
+                         "that the next `clave cleanup` finds it.")
+    store.remove(record.session_id)
+    shutil.rmtree(home.session_dir(record.session_id), ignore_errors=True)

@@ -69,10 +69,13 @@ def _pick(store, session_id: str | None, project_dir: Path, pid_alive):
             raise UsageError(f"no session {session_id!r}: `clave sessions` lists them.")
         return record
     orphans = [r for r in store.sessions(project_dir) if not pid_alive(r.clave_pid)]
-    if len(orphans) != 1:
-        found = ", ".join(r.session_id for r in orphans) or "none"
-        raise UsageError(f"--resume needs a session ID here (detached sessions of this "
-                         f"project: {found}); `clave sessions` lists them.")
+    if not orphans:
+        raise UsageError("there is no detached session of this project to resume: "
+                         "`clave sessions` lists them.")
+    if len(orphans) > 1:
+        found = ", ".join(r.session_id for r in orphans)
+        raise UsageError(f"several sessions of this project are detached ({found}): "
+                         "name one with `clave --resume ID`.")
     return orphans[0]
 
 

@@ -37,9 +37,14 @@ class ConfigureHerdProxy(Step):
         self.store.forget(ctx.session_id, "proxy_name")
 
     def done(self, ctx: SessionContext) -> bool:
+        """The URL is the one run() would give, and Herd proxies it to the tunnel's port
+        (a resumed session whose tunnel had to be reopened may have another port)."""
+        local = f"http://127.0.0.1:{ctx.tunnel_port}"
         if not (self.settings.get("herd.enabled") and self.herd.available()):
-            return True
+            return ctx.app_url == local
+        name = ctx.default_proxy_name
         try:
-            return any(p.site == ctx.default_proxy_name for p in self.herd.proxies())
+            return ctx.app_url == self.herd.url(name) and any(
+                p.site == name and p.host == local for p in self.herd.proxies())
         except ClaveError:
             return False

@@ -7,6 +7,7 @@ from clave.home import Home
 from clave.steps.base import Step
 from clave.steps.prepare_tunnel import release, tunnel_log
 from clave.store import Store
+from clave.support.ports import port_in_use
 from clave.support.ssh import SshExecutor
 from clave.support.tunnel import ForwarderLaunch, forwarder_alive, stop_forwarder
 
@@ -48,4 +49,7 @@ class CreateSshTunnel(Step):
         self.store.forget(ctx.session_id, "tunnel_pid")
 
     def done(self, ctx: SessionContext) -> bool:
-        return bool(ctx.tunnel_pid) and forwarder_alive(ctx.tunnel_pid)
+        """The forwarder runs and serves the port; a launched one still waiting for its
+        orders (PrepareTunnel ran again on --resume) is not a tunnel yet."""
+        return (ctx.forwarder_launch is None and bool(ctx.tunnel_pid)
+                and forwarder_alive(ctx.tunnel_pid) and port_in_use(ctx.tunnel_port))

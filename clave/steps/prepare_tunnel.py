@@ -15,7 +15,7 @@ from clave.home import Home
 from clave.steps.base import Step
 from clave.store import Store
 from clave.support.ports import allocate_port, port_in_use
-from clave.support.tunnel import ForwarderLaunch
+from clave.support.tunnel import ForwarderLaunch, forwarder_alive
 
 
 def tunnel_log(home: Home, ctx: SessionContext):
@@ -46,8 +46,12 @@ class PrepareTunnel(Step):
         release(ctx)
 
     def done(self, ctx: SessionContext) -> bool:
-        """A resumed session keeps its port while its tunnel still listens there."""
-        return bool(ctx.tunnel_port) and port_in_use(ctx.tunnel_port)
+        """A resumed session keeps its port while its tunnel still listens there: the port
+        is bound and the forwarder the journal names is alive (if it died, whoever holds
+        the port now is not us)."""
+        if not (ctx.tunnel_port and port_in_use(ctx.tunnel_port)):
+            return False
+        return ctx.tunnel_pid is None or forwarder_alive(ctx.tunnel_pid)
 
 
 def release(ctx: SessionContext) -> None:
