@@ -38,7 +38,7 @@ def run(*, project_dir: Path, on_exit: OnExit | None, settings, home: Home, ui) 
 def resume(*, session_id: str | None, project_dir: Path, on_exit: OnExit | None, settings,
            home: Home, ui) -> int:
     from clave.reconcile import pid_alive
-    from clave.store import Store
+    from clave.store import SessionStatus, Store
 
     if not home.db.exists():
         raise UsageError("there is no session to resume: `clave sessions` lists them.")
@@ -47,6 +47,9 @@ def resume(*, session_id: str | None, project_dir: Path, on_exit: OnExit | None,
         if pid_alive(record.clave_pid) and record.clave_pid != os.getpid():
             raise UsageError(f"session {record.session_id} is still attached in another "
                              f"terminal (clave pid {record.clave_pid}).")
+        if record.status == SessionStatus.TEARING_DOWN:   # its code may be merged already
+            raise UsageError(f"session {record.session_id} was being torn down when its clave "
+                             "stopped: `clave cleanup` finishes that.")
         store.record(record.session_id, clave_pid=os.getpid())
         ctx = SessionContext(
             session_id=record.session_id, project_name=record.project_name,

@@ -236,21 +236,20 @@ def test_resume_refuses_a_session_that_is_still_attached_and_says_when_none_is_d
 
 
 def test_resume_without_an_id_asks_for_one_when_several_sessions_are_detached(tmp_path):
-    from clave.home import Home
-    from clave.store import Store
-
-    project = tmp_path / "app"
-    project.mkdir()
-    with Store.open(Home.from_env()) as store:   # two sessions whose clave died
-        for sid in ("aaaa1111", "bbbb2222"):
-            store.add(session_id=sid, project_name="app", project_dir=str(project),
-                      status="running", clave_pid=_dead_pid())
-    done = subprocess.run([sys.executable, "-m", "clave", "--resume"], cwd=project,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL, timeout=CLI_TIMEOUT)
+    project = _detached(tmp_path, {"aaaa1111": "running", "bbbb2222": "running"})
+    done = _resume(project)
     assert (done.returncode, done.stderr.strip()) == (2, (
         "clave: several sessions of this project are detached (aaaa1111, bbbb2222): "
         "name one with `clave --resume ID`."))
+
+
+def test_resume_refuses_a_session_whose_clave_died_tearing_it_down(tmp_path):
+    project = _detached(tmp_path, {"aaaa1111": "tearing_down"})
+    done = _resume(project, "aaaa1111")
+    assert (done.returncode, done.stderr.strip()) == (2, (
+        "clave: session aaaa1111 was being torn down when its clave stopped: `clave cleanup` "
+        "finishes that."))
+    assert _detached_rows() == {"aaaa1111": "tearing_down"}
 
 
 # -- a crash before the VM booted ----------------------------------------------------------------
@@ -335,6 +334,34 @@ def _group(pgid: int) -> list[int]:
                     (entry / "stat").read_text().rsplit(") ", 1)[1].split()[2]) == pgid:
                 found.append(int(entry.name))
     return found
+
+
+def _detached(tmp_path: Path, statuses: dict[str, str]) -> Path:
+    """A project directory and session rows (id: status) whose clave died; no VM at all."""
+    from clave.home import Home
+    from clave.store import Store
+
+    project = tmp_path / "app"
+    project.mkdir()
+    with Store.open(Home.from_env()) as store:
+        for sid, status in statuses.items():
+            store.add(session_id=sid, project_name="app", project_dir=str(project),
+                      status=status, clave_pid=_dead_pid())
+    return project
+
+
+def _detached_rows() -> dict[str, str]:
+    from clave.home import Home
+    from clave.store import Store
+
+    with Store.open(Home.from_env()) as store:
+        return {r.session_id: r.status.value for r in store.sessions()}
+
+
+def _resume(project: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "clave", "--resume", *args], cwd=project,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=CLI_TIMEOUT)
 
 
 def _dead_pid() -> int:
