@@ -111,7 +111,8 @@ class Engine:
         sequence = self.order(target)
         with self._hints_to_progress():
             rc, output = self._doit(
-                argv, lambda: self._task_dicts(failures=failures, sequence=sequence),
+                argv, lambda: self._task_dicts(failures=failures, sequence=sequence,
+                                               always=always),
                 reporter=reporter, always=always)
         if not rc:
             return
@@ -168,22 +169,24 @@ class Engine:
     # -- building doit tasks ----------------------------------------------------------------
 
     def _task_dicts(self, *, failures: list[ClaveError], undone: set[str] | None = None,
-                    sequence: list[str] | None = None) -> list[dict[str, Any]]:
+                    sequence: list[str] | None = None,
+                    always: bool = False) -> list[dict[str, Any]]:
         """Fresh dicts on every load: doit mutates them, and config_changed keeps state.
 
         `sequence` (a run's order) chains each task after the one before it: doit picks
         among ready siblings in set order, which varies between runs; a chain does not.
+        `always`: every step runs, so no health check is asked (doit would still ask them).
         """
         undone = set() if undone is None else undone
         after = dict(zip(sequence[1:], sequence, strict=False)) if sequence else {}
-        return [self._task_dict(task, failures, undone, after.get(task.name))
+        return [self._task_dict(task, failures, undone, after.get(task.name), always)
                 for task in self.tasks]
 
     def _task_dict(self, task: Task, failures: list[ClaveError], undone: set[str],
-                   after: str | None = None) -> dict[str, Any]:
+                   after: str | None = None, always: bool = False) -> dict[str, Any]:
         from doit.tools import config_changed
 
-        uptodate: list[Any] = [_done_check(task.step, self.ctx)]
+        uptodate: list[Any] = [False] if always else [_done_check(task.step, self.ctx)]
         digest = getattr(task.step, "digest", None)
         if digest is not None:
             uptodate.append(config_changed(digest))
