@@ -9,6 +9,14 @@ from clave.support.ssh import SshExecutor
 
 ENV_FILE = ".clave/env"   # relative to admin's home; removed as soon as the shell read it
 CLAUDE = "claude --dangerously-skip-permissions"
+SECTION = "--clave-section--"
+READ_STATE = (
+    "mkdir -p -m 700 ~/.claude ~/.clave || exit 1; "
+    f'printf "%s\\n{SECTION}\\n" "$HOME"; '
+    "PATH=\"$HOME/.local/bin:$PATH\" claude --version 2>/dev/null | awk '{print $1; exit}'; "
+    f"echo {SECTION}; cat ~/.claude.json 2>/dev/null; echo; echo {SECTION}; "
+    "cat ~/.claude/settings.json 2>/dev/null; true"
+)
 
 
 def launch_command() -> str:
@@ -27,13 +35,8 @@ class RunClaudeCode(Step):
     def prepare(self, ctx: SessionContext) -> None:
         """Seed ~/.claude.json and settings.json, and the 0600 credential file."""
         credential = ctx.credential
-        home = self.ssh.run("printf %s \"$HOME\"", check=True).stdout.strip()
-        version = self.ssh.run("PATH=\"$HOME/.local/bin:$PATH\" claude --version 2>/dev/null "
-                               "| awk '{print $1; exit}'").stdout.strip()
-        existing = self.ssh.run("cat ~/.claude.json 2>/dev/null").stdout
+        home, version, existing, settings = self._read_state()
         api_key = credential.secret if credential.env_name == "ANTHROPIC_API_KEY" else None
-        settings = self.ssh.run("cat ~/.claude/settings.json 2>/dev/null").stdout
-        self.ssh.run("mkdir -p -m 700 ~/.claude ~/.clave", check=True)
         self.ssh.put_files({
             f"{home}/.claude.json":
                 (claude_config.merge_claude_json(existing, version, api_key).encode(), 0o600),
@@ -44,6 +47,12 @@ class RunClaudeCode(Step):
             f"{home}/{ENV_FILE}":
                 (claude_config.env_file(credential.env_name, credential.secret).encode(), 0o600),
         })
+
+    def _read_state(self) -> list[str]:
+        """$HOME, Claude's version and the two settings files, in one round trip."""
+        out = self.ssh.run(READ_STATE, check=True).stdout
+        parts = [part.strip() for part in out.split(f"{SECTION}\n")]
+        return parts + [""] * (4 - len(parts))
 
     def run(self, ctx: SessionContext) -> None:
         self.prepare(ctx)

@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from clave.steps.run_claude_code import ENV_FILE, RunClaudeCode, launch_command
+from clave.steps.run_claude_code import (
+    ENV_FILE,
+    READ_STATE,
+    SECTION,
+    RunClaudeCode,
+    launch_command,
+)
 from clave.support import claude_config
 from clave.support.auth import Credential
 from tests.unit.steps.scripted_ssh import ScriptedSsh
@@ -44,11 +50,9 @@ def test_the_credential_file_is_removed_before_claude_starts_in_the_project():
 @pytest.fixture
 def vm() -> ScriptedSsh:
     ssh = ScriptedSsh()
-    ssh.answer('printf %s "$HOME"', HOME)
-    ssh.answer("claude --version", "2.1.0\n")
-    ssh.answer("cat ~/.claude.json", '{"installMethod": "native"}')
-    ssh.answer("cat ~/.claude/settings.json", '{"apiKeyHelper": "/bin/helper"}')
-    ssh.answer("mkdir -p -m 700 ~/.claude ~/.clave")
+    sections = [HOME, "2.1.0", '{"installMethod": "native"}\n', '{"apiKeyHelper": "/bin/helper"}']
+    ssh.answer(READ_STATE, "".join(f"{part}\n{SECTION}\n" for part in sections[:-1])
+               + sections[-1])
     return ssh
 
 
