@@ -12,6 +12,7 @@ from clave.support.ssh import SshExecutor
 from clave.support.tart import TartManager
 
 IP_TIMEOUT = 90
+IP_POLLERS = 4      # tart reads DHCP leases once a second: 4 staggered readers, 0.25 s
 SSH_TIMEOUT = 90
 MOUNT_TIMEOUT = 30
 PROJECT_DIR = "/srv/project"
@@ -26,7 +27,7 @@ class BootVm(Step):
 
     def run(self, ctx: SessionContext) -> None:
         ctx.hint("waiting for an IP address")
-        ctx.vm_ip = self.tart.ip(ctx.vm_name, wait=IP_TIMEOUT)
+        ctx.vm_ip = self.tart.ip(ctx.vm_name, wait=IP_TIMEOUT, pollers=IP_POLLERS)
         self.store.record(ctx.session_id, vm_ip=ctx.vm_ip)
         ctx.hint(f"waiting for SSH on {ctx.vm_ip}")
         self.ssh.set_host(ctx.vm_ip)

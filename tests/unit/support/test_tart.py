@@ -276,6 +276,68 @@ def test_ip_of_a_stopped_vm_carries_tarts_message(fake: FakeTart, tart: TartMana
     )
 
 
+def ip_pollers_running(name: str) -> list[int]:
+    """Processes of `tart ip NAME` still alive (the fake is a Python script)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"ip" in argv and name.encode() in argv and b"--wait" in argv:
+                found.append(int(entry.name))
+    return found
+
+
+def test_staggered_pollers_return_the_address_and_leave_no_poller_behind(
+    fake: FakeTart, tart: TartManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.create_vm("vm-s")
+    monkeypatch.setenv("FAKE_TART_LATENCY", "run=1.2")
+    boot(fake, tart, tmp_path, "vm-s")
+    fake.clear_calls()
+
+    address = tart.ip("vm-s", wait=20, pollers=3)
+
+    assert address.startswith("192.168.64.")
+    assert 1 <= len(fake.calls()) <= 3
+    assert set(map(tuple, fake.calls())) == {("ip", "vm-s", "--wait", "20")}
+    assert ip_pollers_running("vm-s") == []
+
+
+def test_staggered_pollers_of_a_stopped_vm_fail_with_tarts_message(
+    fake: FakeTart, tart: TartManager
+) -> None:
+    fake.create_vm("vm-t")
+
+    with pytest.raises(CommandFailed, match="no IP address found, is your VM running"):
+        tart.ip("vm-t", wait=1, pollers=2)
+
+    assert ip_pollers_running("vm-t") == []
+
+
+def test_an_interrupt_while_waiting_for_the_address_stops_every_poller(
+    fake: FakeTart, tart: TartManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.create_vm("vm-u")
+    monkeypatch.setenv("FAKE_TART_LATENCY", "run=60")
+    boot(fake, tart, tmp_path, "vm-u")
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 1.0)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            tart.ip("vm-u", wait=60, pollers=2)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert ip_pollers_running("vm-u") == []
+
+
 def test_stop_stops_a_running_vm(fake: FakeTart, tart: TartManager, tmp_path: Path) -> None:
     fake.create_vm("vm")
     proc = boot(fake, tart, tmp_path)
