@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 DEFAULT_TERM = "xterm-256color"
 BACKOFF_START, BACKOFF_MAX = 0.2, 2.0
+PORT_PROBE_TIMEOUT, PORT_POLL_INTERVAL = 1.0, 0.05   # before sshd listens
 HEARTBEAT_INTERVAL, HEARTBEAT_GRACE = 10.0, 20.0
 RUN_MARKER = "CLAVE_RUN"  # environment variable tagging the processes of one run()
 EXIT_CONNECTION_LOST = 255  # what OpenSSH's `ssh` returns when the connection drops
@@ -160,6 +161,11 @@ class SshExecutor:
         delay = BACKOFF_START
         while True:
             remaining = deadline - time.monotonic()
+            if remaining > 0 and not self._port_open(min(PORT_PROBE_TIMEOUT, remaining)):
+                # sshd is not listening yet: a TCP connect is cheap, so look again soon
+                self._last_error = f"nothing listens on {self.host}:{self.port} yet"
+                time.sleep(min(PORT_POLL_INTERVAL, remaining))
+                continue
             try:
                 if self._probe(max(0.5, min(self.connect_timeout, remaining))):
                     return
@@ -175,6 +181,13 @@ class SshExecutor:
                 )
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, BACKOFF_MAX)
+
+    def _port_open(self, timeout: float) -> bool:
+        try:
+            with socket.create_connection((self._require_host(), self.port), timeout=timeout):
+                return True
+        except OSError:
+            return False
 
     def _probe(self, timeout: float) -> bool:
         self.transport(timeout)
