@@ -19,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from clave.steps.boot_vm import IP_POLLERS  # noqa: E402
 from clave.support.share import mount_share  # noqa: E402
 from clave.support.ssh import SshExecutor  # noqa: E402
 from clave.support.tart import TartManager  # noqa: E402
@@ -27,7 +28,7 @@ from tests.harness import fakevm  # noqa: E402
 BASE_IMAGE = "ghcr.io/cirruslabs/ubuntu:latest"
 
 
-def one_run(tart: TartManager, work: Path, i: int) -> dict[str, float]:
+def one_run(tart: TartManager, work: Path, i: int, pollers: int) -> dict[str, float]:
     name = f"clave-bench{i:03d}"
     share = work / f"share-{i}"
     (share / "public").mkdir(parents=True)
@@ -38,7 +39,7 @@ def one_run(tart: TartManager, work: Path, i: int) -> dict[str, float]:
     t0 = time.perf_counter()
     proc = tart.run_background(name, {"project": share}, work / f"{name}.log")
     try:
-        ip = tart.ip(name, wait=90)
+        ip = tart.ip(name, wait=90, pollers=pollers)
         t_ip = time.perf_counter()
         ssh.set_host(ip).wait_ready(90)
         t_ssh = time.perf_counter()
@@ -67,12 +68,14 @@ def main() -> int:
                           TART_HOME=str(work / "tart"), CLAVE_FAKEVM="1")
         tart = TartManager()
         tart.clone(BASE_IMAGE, "clave-base")
-        samples = [one_run(tart, work, i) for i in range(runs)]
-    print(f"tart run → … (fake tart + Linux test VM), median of {runs} runs")
-    for key in samples[0]:
-        values = [s[key] for s in samples]
-        print(f"  {key:<14} median {statistics.median(values) * 1000:7.0f} ms   "
-              f"min {min(values) * 1000:6.0f}   max {max(values) * 1000:6.0f}")
+        for pollers in (1, IP_POLLERS):
+            samples = [one_run(tart, work, i + 100 * pollers, pollers) for i in range(runs)]
+            print(f"tart run → … (fake tart + Linux test VM), {pollers} `tart ip` "
+                  f"poller(s), median of {runs} runs")
+            for key in samples[0]:
+                values = [s[key] for s in samples]
+                print(f"  {key:<14} median {statistics.median(values) * 1000:7.0f} ms   "
+                      f"min {min(values) * 1000:6.0f}   max {max(values) * 1000:6.0f}")
     return 0
 
 
