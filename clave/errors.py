@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from typing import TYPE_CHECKING
 
@@ -60,7 +61,7 @@ class CommandFailed(ClaveError):
 
     def __init__(self, result: Result, message: str | None = None):
         self.result = result
-        tool = " ".join(result.argv[:2])
+        tool = " ".join([os.path.basename(result.argv[0]), *result.argv[1:2]])
         detail = message or result.last_line() or "no output"
         super().__init__(f"`{tool}` failed (exit {result.exited}): {detail}")
 
