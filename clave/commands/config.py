@@ -6,7 +6,6 @@ Thin on purpose: `clave.config` reads, validates and writes; this module only fo
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -19,8 +18,10 @@ HEADER = ("KEY", "VALUE", "SOURCE")
 def show(*, project_dir: Path | None, out: TextIO) -> int:
     """Every setting, its value (secrets masked) and the layer that set it."""
     settings = config.load(project_dir)
+    from clave.ui import Ui
+
     rows = [(path, _shown(path, value), source) for path, value, source in settings.items()]
-    _write_table(out, [HEADER, *rows])
+    Ui.create(out=out).table(HEADER, rows)
     return 0
 
 
@@ -70,9 +71,3 @@ def format_value(value: Any) -> str:
 def _shown(key: str, value: Any) -> str:
     return MASK if key in config.SECRETS else format_value(value)
 
-
-def _write_table(out: TextIO, rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        out.write("  ".join([*cells, row[-1]]).rstrip() + "\n")

@@ -9,14 +9,7 @@ not a terminal there); `clave ssh` and an interactive `exec` run on a pseudo-ter
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
-import select
-import signal
-import struct
-import sys
-import termios
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +23,7 @@ from clave.store import Store
 from clave.support.ssh import SshExecutor
 from tests.harness.fakevm import FakeVm
 from tests.harness.fixtures import BOOT_TIMEOUT, copy_app
+from tests.pty_process import PtyProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "admin"
@@ -186,58 +180,22 @@ sys.exit(code)
 """
 
 
-class Terminal:
+class Terminal(PtyProcess):
     """`clave ARGV` as a child on a new pseudo-terminal, as if typed in a user's terminal."""
 
     def __init__(self, *argv: str, size: tuple[int, int] = (24, 80)):
-        self.pid, self.master = pty.fork()
-        if self.pid == 0:  # the child: exec at once (the parent has threads)
-            os.environ["TERM"] = "xterm-test"
-            os.execv(sys.executable, [sys.executable, "-c",
-                                      CHILD.format(root=str(ROOT), argv=list(argv))])
-        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
-        self.output = b""
-        self.code: int | None = None    # set once the child is reaped
+        super().__init__(CHILD.format(root=str(ROOT), argv=list(argv)), size=size)
 
     def read_until(self, marker: bytes, timeout: float = 20) -> bytes:
-        deadline = time.monotonic() + timeout
-        while marker not in self.output and time.monotonic() < deadline:
-            ready, _, _ = select.select([self.master], [], [], 0.1)
-            if ready:
-                try:
-                    chunk = os.read(self.master, 4096)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                self.output += chunk
-        return self.output
+        return super().read_until(marker, timeout)
 
     def type(self, text: str) -> None:
-        os.write(self.master, text.encode())
+        self.write(text.encode())
 
     def finish(self, timeout: float = 20) -> int:
         self.read_until(b"code=", timeout)
         self.read_until(b"]\r\n", 2)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                os.close(self.master)
-                self.code = os.waitstatus_to_exitcode(status)
-                return self.code
-            time.sleep(0.05)
-        self.kill()
-        raise AssertionError(f"clave did not exit; output: {self.output!r}")
-
-    def kill(self) -> None:
-        os.kill(self.pid, signal.SIGKILL)
-        _, status = os.waitpid(self.pid, 0)
-        os.close(self.master)
-        self.code = os.waitstatus_to_exitcode(status)
-
-    def text(self) -> str:
-        return self.output.decode(errors="replace")
+        return self.reap()
 
 
 @pytest.fixture

@@ -9,22 +9,16 @@ the tests skip (under CLAVE_REQUIRE_VMS=1 they fail instead).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import pty
 import pwd
 import re
 import secrets
-import select
 import shutil
 import signal
 import socket
-import struct
 import subprocess
-import sys
 import tempfile
-import termios
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +26,8 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
+
+from tests.pty_process import PtyProcess
 
 ROOT = Path(__file__).resolve().parents[3]
 SSHD = "/usr/sbin/sshd"
@@ -201,52 +197,18 @@ sys.exit(code)
 """
 
 
-class PtyChild:
-    """A python child on a new pseudo-terminal, as if started in a user's terminal."""
+class PtyChild(PtyProcess):
+    """`SshExecutor.interactive(command)` in a child on a new pseudo-terminal."""
 
     def __init__(self, login: Login, command: str, env: dict | None = None, size=(24, 80)):
         cfg = {"host": login.host, "user": login.user, "port": login.port,
                "password": login.password, "command": command, "env": env}
-        self.pid, self.master = pty.fork()
-        if self.pid == 0:
-            os.environ["CLAVE_TEST_SSH"] = json.dumps(cfg)
-            os.environ["TERM"] = "xterm-test"
-            os.execv(sys.executable, [sys.executable, "-c", CHILD.format(root=str(ROOT))])
-        self.resize(*size)
-        self.output = b""
-
-    def resize(self, rows: int, cols: int) -> None:
-        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-    def read_until(self, marker: bytes, timeout: float = 10) -> bytes:
-        deadline = time.monotonic() + timeout
-        while marker not in self.output and time.monotonic() < deadline:
-            ready, _, _ = select.select([self.master], [], [], 0.1)
-            if ready:
-                try:
-                    chunk = os.read(self.master, 4096)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                self.output += chunk
-        return self.output
-
-    def write(self, data: bytes) -> None:
-        os.write(self.master, data)
+        super().__init__(CHILD.format(root=str(ROOT)),
+                         env={"CLAVE_TEST_SSH": json.dumps(cfg)}, size=size)
 
     def finish(self, timeout: float = 15) -> int:
         self.read_until(b"\x00never", timeout)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                os.close(self.master)
-                return os.waitstatus_to_exitcode(status)
-            time.sleep(0.05)
-        os.kill(self.pid, signal.SIGKILL)
-        os.waitpid(self.pid, 0)
-        raise AssertionError(f"child did not exit; output: {self.output!r}")
+        return self.reap()
 
 
 @contextlib.contextmanager
