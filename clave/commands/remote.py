@@ -13,7 +13,7 @@ PROJECT_DIR = "/srv/project"
 
 def _connect(session_id: str, settings, home: Home):
     from clave.store import Store
-    from clave.support.ssh import SshExecutor
+    from clave.tasks.catalog import ssh_executor
 
     if not home.db.exists():
         raise UsageError(f"no session {session_id!r}: `clave sessions` lists the running ones.")
@@ -26,9 +26,7 @@ def _connect(session_id: str, settings, home: Home):
         raise UsageError(f"no session {session_id!r}: `clave sessions` lists the running ones.")
     if not record.vm_ip:
         raise ClaveError(f"session {session_id} has no VM address yet; wait for it to boot.")
-    ssh = SshExecutor(user=settings.get("ssh.user"), port=settings.get("ssh.port"),
-                      connect_timeout=settings.get("ssh.connect_timeout"))
-    ssh.set_host(record.vm_ip).use_password(settings.get("ssh.password"))
+    ssh = ssh_executor(settings).set_host(record.vm_ip)
     if record.host_key:
         ssh.pin_host_key(record.host_key)
     return ssh

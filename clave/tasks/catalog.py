@@ -17,20 +17,26 @@ def adapters(settings, home: Home, *, store=None, confirm: Callable | None = Non
     from clave.support.auth import AuthManager
     from clave.support.git import GitManager
     from clave.support.herd import HerdManager
-    from clave.support.ssh import SshExecutor
     from clave.support.tart import TartManager
 
-    ssh = SshExecutor(user=settings.get("ssh.user"), port=settings.get("ssh.port"),
-                      connect_timeout=settings.get("ssh.connect_timeout"))
-    ssh.use_password(settings.get("ssh.password"))
     return {
         "settings": settings, "home": home, "store": store,
-        "tart": TartManager(), "herd": HerdManager(), "git": GitManager(), "ssh": ssh,
+        "tart": TartManager(), "herd": HerdManager(), "git": GitManager(),
+        "ssh": ssh_executor(settings),
         "auth": AuthManager(Path(settings.get("auth_file")).expanduser()),
         "confirm": confirm or (lambda question, default: default),
         "interactive": interactive,
         "provision": provision or _no_provision,
     }
+
+
+def ssh_executor(settings):
+    """An SshExecutor for a VM as the settings describe its login (host set later)."""
+    from clave.support.ssh import SshExecutor
+
+    ssh = SshExecutor(user=settings.get("ssh.user"), port=settings.get("ssh.port"),
+                      connect_timeout=settings.get("ssh.connect_timeout"))
+    return ssh.use_password(settings.get("ssh.password"))
 
 
 def image_build(settings, home: Home, project_dir: Path | None, *, ssh=None, tart=None,
