@@ -21,6 +21,7 @@ nothing.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import re
 import shutil
@@ -243,6 +244,10 @@ def main() -> int:
     if reason:
         print(f"bench/session.py cannot run here: {reason}", file=sys.stderr)
         return 1
+    # as installed: bytecode compiled (pip does so), for clave and for the fake tart and herd
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    for package in ("clave", "tests"):
+        compileall.compile_dir(ROOT / package, quiet=1)
     owner = f"bench-session-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     os.environ[fakevm.OWNER_ENV] = owner
     net = Network.from_env()

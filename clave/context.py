@@ -162,6 +162,7 @@ class SessionContext:
     vm_name: str | None = None
     vm_ip: str | None = None
     tart_pid: int | None = None
+    tart_run: Any = field(default=None, repr=False)   # steps.start_vm.TartRun (this process's)
     gateway_ip: str | None = None
     tunnel_port: int | None = None
     tunnel_pid: int | None = None

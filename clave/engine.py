@@ -238,6 +238,7 @@ class Engine:
         class Main(DoitMain):
             BIN_NAME = BIN_NAME
 
+        _only_builtin_plugins()
         self.db_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         main = Main(Loader(), config_filenames=())
         printed = io.StringIO()
@@ -381,6 +382,15 @@ def _index(tasks: list[Task]) -> dict[str, Task]:
 
 # the exception line ending a traceback, and the rest of its (possibly multi-line) message
 _EXCEPTION_LINE = re.compile(r"^[\w.]*(?:Error|Exception): .*", re.MULTILINE | re.DOTALL)
+
+
+def _only_builtin_plugins() -> None:
+    """doit also loads the plugins other installed packages register as entry points: a
+    stray one must not change how clave runs its graphs, and finding them reads every
+    installed package's metadata, once per plugin category and command."""
+    import doit.plugin
+
+    doit.plugin.entry_points_impl = lambda: (lambda group: ())
 
 
 def _doit_message(output: str) -> str:

@@ -1,13 +1,18 @@
-"""BootVm: wait for the VM's address, then SSH, then mount the code at /srv/project."""
+"""BootVm: wait for the VM's address, then SSH, then mount the code at /srv/project.
+
+Once the address is known the session's forwarder (PrepareTunnel) gets its orders, so its
+SSH login overlaps clave's own and the mounts.
+"""
 
 from __future__ import annotations
 
 from clave.context import SessionContext
 from clave.errors import ClaveError
 from clave.steps.base import Step
+from clave.steps.prepare_tunnel import tunnel_orders
 from clave.steps.start_vm import COMPOSER_CACHE_TAG, SHARE_TAG
 from clave.store import Store
-from clave.support.share import mount_share
+from clave.support.share import mount_shares
 from clave.support.ssh import SshExecutor
 from clave.support.tart import TartManager
 
@@ -22,22 +27,26 @@ COMPOSER_CACHE_DIR = "/home/admin/.cache/composer"
 class BootVm(Step):
     label = "Booting the VM"
 
-    def __init__(self, tart: TartManager, ssh: SshExecutor, store: Store):
-        self.tart, self.ssh, self.store = tart, ssh, store
+    def __init__(self, tart: TartManager, ssh: SshExecutor, store: Store, settings):
+        self.tart, self.ssh, self.store, self.settings = tart, ssh, store, settings
 
     def run(self, ctx: SessionContext) -> None:
         ctx.hint("waiting for an IP address")
-        ctx.vm_ip = self.tart.ip(ctx.vm_name, wait=IP_TIMEOUT, pollers=IP_POLLERS)
+        check = ctx.tart_run.check if ctx.tart_run is not None else None
+        ctx.vm_ip = self.tart.ip(ctx.vm_name, wait=IP_TIMEOUT, pollers=IP_POLLERS, check=check)
         self.store.record(ctx.session_id, vm_ip=ctx.vm_ip)
+        launch = ctx.forwarder_launch
+        if launch is not None and not launch.ordered:
+            # it logs in alongside us, so the tunnel is up by the time CreateSshTunnel asks
+            launch.order(**tunnel_orders(ctx, self.settings, self.ssh.host_key_fingerprint),
+                         wait=SSH_TIMEOUT)
         ctx.hint(f"waiting for SSH on {ctx.vm_ip}")
         self.ssh.set_host(ctx.vm_ip)
         self.ssh.wait_ready(SSH_TIMEOUT)
         self.store.record(ctx.session_id, host_key=self.ssh.host_key_fingerprint)
         ctx.hint(f"mounting the code at {PROJECT_DIR}")
-        mount_share(self.ssh, SHARE_TAG, PROJECT_DIR, MOUNT_TIMEOUT, hint=ctx.hint)
-        self.ssh.run(f"mkdir -p {COMPOSER_CACHE_DIR}", check=True)
-        mount_share(self.ssh, COMPOSER_CACHE_TAG, COMPOSER_CACHE_DIR, MOUNT_TIMEOUT,
-                    hint=ctx.hint)
+        mount_shares(self.ssh, {SHARE_TAG: PROJECT_DIR, COMPOSER_CACHE_TAG: COMPOSER_CACHE_DIR},
+                     MOUNT_TIMEOUT, hint=ctx.hint)
 
     def undo(self, ctx: SessionContext) -> None:
         self.ssh.close()

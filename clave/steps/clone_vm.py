@@ -35,8 +35,7 @@ class CloneVm(Step):
 
     def undo(self, ctx: SessionContext) -> None:
         name = ctx.vm_name or ctx.default_vm_name
-        self.tart.stop(name)     # both treat a VM that is not there as done
-        self.tart.delete(name)
+        self.tart.destroy(name)     # StartVm.undo stopped it, unless that failed
         self.store.forget(ctx.session_id, "vm_name", "vm_ip")
 
     def done(self, ctx: SessionContext) -> bool:

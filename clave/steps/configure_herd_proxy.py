@@ -32,7 +32,7 @@ class ConfigureHerdProxy(Step):
 
     def undo(self, ctx: SessionContext) -> None:
         name = ctx.proxy_name or ctx.default_proxy_name
-        if self.herd.available() and any(p.site == name for p in self.herd.proxies()):
+        if self.herd.available() and self.herd.has_proxy(name):
             self.herd.unproxy(name)
         self.store.forget(ctx.session_id, "proxy_name")
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from clave.context import ServicesMode, SessionContext
+from clave.context import SessionContext
+from clave.errors import HostKeyChanged
 from clave.home import Home
 from clave.steps.base import Step
-from clave.steps.prepare_tunnel import release, tunnel_log
+from clave.steps.prepare_tunnel import release, tunnel_log, tunnel_orders
 from clave.store import Store
 from clave.support.ports import port_in_use
 from clave.support.ssh import SshExecutor
 from clave.support.tunnel import ForwarderLaunch, forwarder_alive, stop_forwarder
-
-VM_HTTP_PORT = 80
 
 
 class CreateSshTunnel(Step):
@@ -21,22 +20,19 @@ class CreateSshTunnel(Step):
         self.ssh, self.store, self.home, self.settings = ssh, store, home, settings
 
     def run(self, ctx: SessionContext) -> None:
-        remote = []
-        if ctx.services_mode is ServicesMode.TUNNEL:
-            for key in ("services.mysql_port", "services.redis_port"):
-                port = self.settings.get(key)
-                remote.append((port, "127.0.0.1", port))
-        # launched while the VM booted (a resumed session launches it now)
+        # launched while the VM booted, and usually ordered by BootVm already
         launch = ctx.forwarder_launch or ForwarderLaunch(tunnel_log(self.home, ctx))
         ctx.forwarder_launch = None
+        ours = self.ssh.host_key_fingerprint
         try:
-            ctx.tunnel_pid = launch.start(
-                host=ctx.vm_ip, user=self.settings.get("ssh.user"),
-                password=self.settings.get("ssh.password"),
-                port=self.settings.get("ssh.port"),
-                host_key=self.ssh.host_key_fingerprint,
-                local=[(ctx.tunnel_port, "127.0.0.1", VM_HTTP_PORT)], remote=remote,
-            )
+            if not launch.ordered:
+                launch.order(**tunnel_orders(ctx, self.settings, ours))
+            ctx.tunnel_pid = launch.ready()
+            if ours and launch.host_key != ours:
+                stop_forwarder(launch.pid)
+                raise HostKeyChanged(
+                    f"the VM at {ctx.vm_ip} showed the tunnel another SSH host key "
+                    f"({launch.host_key}) than clave's own connection ({ours}); refusing it.")
         finally:
             release(ctx)   # the forwarder listens on the port now (or never will)
         self.store.record(ctx.session_id, tunnel_pid=ctx.tunnel_pid)

@@ -10,16 +10,34 @@ from __future__ import annotations
 
 import contextlib
 
-from clave.context import SessionContext
+from clave.context import ServicesMode, SessionContext
 from clave.home import Home
 from clave.steps.base import Step
 from clave.store import Store
 from clave.support.ports import allocate_port, port_in_use
 from clave.support.tunnel import ForwarderLaunch, forwarder_alive
 
+VM_HTTP_PORT = 80
+
 
 def tunnel_log(home: Home, ctx: SessionContext):
     return home.session_dir(ctx.session_id) / "tunnel.log"
+
+
+def tunnel_orders(ctx: SessionContext, settings, host_key: str | None) -> dict:
+    """The forwarder's orders: the app's host port to the VM's web server and, in tunnel
+    mode, the host's MySQL and Redis on the same ports inside the VM."""
+    remote = []
+    if ctx.services_mode is ServicesMode.TUNNEL:
+        for key in ("services.mysql_port", "services.redis_port"):
+            port = settings.get(key)
+            remote.append((port, "127.0.0.1", port))
+    return {
+        "host": ctx.vm_ip, "user": settings.get("ssh.user"),
+        "password": settings.get("ssh.password"), "port": settings.get("ssh.port"),
+        "host_key": host_key, "local": [(ctx.tunnel_port, "127.0.0.1", VM_HTTP_PORT)],
+        "remote": remote,
+    }
 
 
 class PrepareTunnel(Step):

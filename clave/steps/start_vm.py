@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import time
+import contextlib
+import signal
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from clave.context import SessionContext
@@ -14,12 +17,44 @@ from clave.support.tart import TartManager
 
 SHARE_TAG = "project"
 COMPOSER_CACHE_TAG = "composer-cache"
-START_TIMEOUT = 30   # seconds for `tart run` to take the VM's lock (it does so before booting)
+OWN_STOP_TIMEOUT = 10   # seconds for our own `tart run` to stop before `tart stop` kills it
 
 
 def composer_cache_dir(home: Home) -> Path:
     """Shared by every session, so a second install of the same composer.lock is fast."""
     return home.root / "cache" / "composer"
+
+
+@dataclass
+class TartRun:
+    """This clave's `tart run` process: BootVm's wait for the address watches it, so a
+    refused start (a missing VM, one already running) is reported at once in tart's own
+    words instead of as a timeout a minute and a half later."""
+
+    name: str
+    proc: subprocess.Popen
+    log: Path
+
+    def stop(self, timeout: float) -> bool:
+        """SIGINT, as `tart stop` sends it, and wait for the exit: no `tart stop` process
+        and no polling. False if it still runs after `timeout`."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def check(self) -> None:
+        """Raise once `tart run` has exited."""
+        if self.proc.poll() is None:
+            return
+        said = self.log.read_text(errors="replace").strip().splitlines()
+        raise ClaveError(f"`tart run {self.name}` exited (exit {self.proc.returncode}) before "
+                         f"the VM booted: {said[-1] if said else 'no output'} "
+                         f"(log: {self.log}).")
 
 
 class StartVm(Step):
@@ -41,28 +76,11 @@ class StartVm(Step):
             ctx.vm_name, {SHARE_TAG: ctx.clone_path, COMPOSER_CACHE_TAG: cache}, log)
         ctx.tart_pid = proc.pid
         self.store.record(ctx.session_id, tart_pid=proc.pid)
-        self._wait_until_running(ctx.vm_name, proc, log)
-
-    def _wait_until_running(self, name: str, proc, log: Path) -> None:
-        """`tart run` takes the VM's lock at once; a tart that exits first says why in the log.
-
-        Without this, a refused start (a missing VM, one already running) would only show
-        as BootVm's IP timeout, a minute and a half later.
-        """
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self.tart.is_running(name):
-            if proc.poll() is not None:
-                said = log.read_text(errors="replace").strip().splitlines()
-                raise ClaveError(f"`tart run {name}` exited (exit {proc.returncode}) before "
-                                 f"the VM started: {said[-1] if said else 'no output'} "
-                                 f"(log: {log}).")
-            if time.monotonic() > deadline:
-                raise ClaveError(f"`tart run {name}` did not start the VM within "
-                                 f"{START_TIMEOUT} s (log: {log}).")
-            time.sleep(0.05)
+        ctx.tart_run = TartRun(ctx.vm_name, proc, log)   # no waiting: the host work goes on
 
     def undo(self, ctx: SessionContext) -> None:
-        self.tart.stop(ctx.vm_name or ctx.default_vm_name)   # not running or gone: done
+        if ctx.tart_run is None or not ctx.tart_run.stop(OWN_STOP_TIMEOUT):
+            self.tart.stop(ctx.vm_name or ctx.default_vm_name)   # not running or gone: done
         self.store.forget(ctx.session_id, "tart_pid")
 
     def done(self, ctx: SessionContext) -> bool:

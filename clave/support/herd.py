@@ -27,10 +27,12 @@ HERD_SUPPORT = Path("Library") / "Application Support" / "Herd"
 DEFAULT_TLD = "test"
 TIMEOUT = 120.0
 LOCK_NAME = "herd.lock"
+NGINX_SITES = Path("config") / "valet" / "Nginx"
 
 _DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
 _BORDER = re.compile(r"^[\s+\-=|┌┐└┘├┤┬┴┼─│═╞╡╪]*$")
 _COLUMNS = ("site", "ssl", "url", "host")
+_PROXY_PASS = re.compile(r"proxy_pass\s+(https?://.*)\s*;")
 
 
 @dataclass(frozen=True)
@@ -105,16 +107,36 @@ class HerdManager:
             self._run(argv)
 
     def unproxy(self, domain: str) -> None:
-        """Remove the proxy (a no-op when absent), then confirm Herd no longer lists it."""
+        """Remove the proxy (a no-op when absent), then confirm Herd no longer has it."""
         _check_domain(domain)
+        seen_on_disk = self._site_proxies(domain)
         with self._serialised():
             self._run([self.find(), "unproxy", domain])
-        site = self._without_tld(domain, self.tld())
-        if any(proxy.site == site for proxy in self.proxies()):
+        if seen_on_disk:   # its site file was where herd.md says: whether it is gone will do
+            left = self._site_proxies(domain)
+        else:
+            site = self._without_tld(domain, self.tld())
+            left = any(proxy.site == site for proxy in self.proxies())
+        if left:
             raise ClaveError(
                 f"`herd unproxy {domain}` exited 0 but Herd still lists the proxy: "
                 f"run `herd unproxy {domain}` by hand, then `clave cleanup`."
             )
+
+    def has_proxy(self, domain: str) -> bool:
+        """Its nginx site file answers at no cost; without one, `herd proxies` is asked."""
+        if self._site_proxies(domain):
+            return True
+        site = self._without_tld(domain, self.tld())
+        return any(proxy.site == site for proxy in self.proxies())
+
+    def _site_proxies(self, domain: str) -> bool:
+        """Herd's nginx site file for DOMAIN exists and proxies (herd.md §1.3, §2)."""
+        path = self.support_dir / NGINX_SITES / self._with_tld(domain, self.tld())
+        try:
+            return _PROXY_PASS.search(path.read_text(errors="replace")) is not None
+        except OSError:
+            return False
 
     def proxies(self) -> list[Proxy]:
         return parse_proxies(self._run([self.find(), "proxies"]).stdout, self.tld())

@@ -152,7 +152,7 @@ class SshExecutor:
             return False
 
     def wait_ready(self, timeout: float = 90) -> None:
-        """Poll until the VM accepts a login and runs a command (backoff 0.2 s doubling to 2 s).
+        """Poll until the VM accepts a login (backoff 0.2 s doubling to 2 s).
 
         A changed host key stops at once; anything else (refused, wrong password while PAM's
         boot-time nologin is in place) is retried until the deadline.
@@ -167,8 +167,9 @@ class SshExecutor:
                 time.sleep(min(PORT_POLL_INTERVAL, remaining))
                 continue
             try:
-                if self._probe(max(0.5, min(self.connect_timeout, remaining))):
-                    return
+                self.transport(max(0.5, min(self.connect_timeout, remaining)))
+                self._last_error = None
+                return
             except HostKeyChanged:
                 raise
             except ClaveError as err:

@@ -13,7 +13,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -84,8 +84,12 @@ class TartManager:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def clone(self, source: str, name: str) -> None:
-        """Clone SOURCE (local or remote) to NAME; refuses an existing NAME (tart replaces it)."""
-        if self.exists(name):
+        """Clone SOURCE (local or remote) to NAME; refuses an existing NAME (tart replaces it).
+
+        NAME's directory is looked for on disk (tart.md §1.2): a `tart get` would cost a
+        process, and a directory tart itself calls incomplete is still not ours to replace.
+        """
+        if self.vm_dir(name).exists():
             raise ClaveError(
                 f"A Tart VM named {name!r} already exists; delete it with `tart delete {name}`"
                 " or choose another name."
@@ -143,14 +147,17 @@ class TartManager:
             except FileNotFoundError as err:
                 raise ToolMissing(TART, TART_FIX) from err
 
-    def ip(self, name: str, wait: int = 0, *, pollers: int = 1) -> str:
+    def ip(self, name: str, wait: int = 0, *, pollers: int = 1,
+           check: Callable[[], None] | None = None) -> str:
         """The VM's IPv4 address, waiting up to `wait` seconds for its DHCP lease.
 
         tart reads the leases once a second, so a lease taken just after a read waits a
         second. `pollers` > 1 runs that many `tart ip --wait` 1/pollers s apart: the first
-        answer wins and the others are stopped.
+        answer wins and the others are stopped. `check` is called while waiting and may
+        raise (the VM's `tart run` died, say) to stop the wait.
         """
         argv = (self.binary, "ip", name, "--wait", str(wait))
+        check = check or (lambda: None)
         began, procs = time.monotonic(), []
         try:
             while True:
@@ -160,10 +167,12 @@ class TartManager:
                 for proc in procs:
                     if proc.poll() is not None:
                         out, err = proc.communicate()
+                        check()   # a dead `tart run` explains a failed or foreign answer
                         result = Result(argv, proc.returncode, out, err)
                         if not result.ok:
                             raise _failed(result)
                         return out.strip()
+                check()
                 if time.monotonic() > began + wait + COMMAND_MARGIN:
                     raise CommandFailed(Result(argv, -1, "", ""),
                                         f"timed out after {wait + COMMAND_MARGIN:g} s")
@@ -201,6 +210,16 @@ class TartManager:
                 raise _failed(result)
             time.sleep(self.delete_retry_interval)
 
+    def destroy(self, name: str) -> None:
+        """Delete NAME, stopping it first only if it still runs (one call when stopped)."""
+        result = self._tart("delete", name, check=False)
+        if result.ok or result.exited == EXIT_MISSING_OR_NOT_RUNNING:
+            return
+        if not _says(result, EXIT_FAILURE, STILL_RUNNING):
+            raise _failed(result)
+        self.stop(name)
+        self.delete(name)
+
     def rename(self, old: str, new: str) -> None:
         """Rename a stopped local VM (tart refuses a missing OLD or an existing NEW)."""
         self._tart("rename", old, new)
@@ -214,6 +233,12 @@ class TartManager:
         return self._tart("push", name, remote)
 
     # --- questions ---------------------------------------------------------------------------
+
+    def vm_dir(self, name: str) -> Path:
+        """Where tart keeps local VM NAME: $TART_HOME/vms/NAME (default ~/.tart)."""
+        env = self.environ if self.environ is not None else os.environ
+        home = env.get("TART_HOME") or os.path.join(env.get("HOME") or Path.home(), ".tart")
+        return Path(home).expanduser() / "vms" / name
 
     def exists(self, name: str) -> bool:
         result = self._tart("get", name, "--format", "json", check=False)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 MODULE = "clave.support.tunnel"
 KEEPALIVE_INTERVAL, DEAD_AFTER = 10.0, 30.0
 CHANNEL_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 10.0
 Forward = tuple[int, str, int]  # (listen port on 127.0.0.1, destination host, destination port)
 PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "PYTHONPATH")
 log = logging.getLogger(MODULE)
@@ -64,13 +65,19 @@ class ForwarderLaunch:
             os.close(ready_w)
             os.close(log_fd)
         self.ready_fd, self.ready_r = ready_w, ready_r
+        self.host: str | None = None
+        self.host_key: str | None = None
         _children[self.proc.pid] = self.proc
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
-    def start(
+    @property
+    def ordered(self) -> bool:
+        return self.proc.stdin is None or self.proc.stdin.closed
+
+    def order(
         self,
         *,
         host: str,
@@ -80,41 +87,52 @@ class ForwarderLaunch:
         host_key: str | None,
         local: list[Forward],
         remote: list[Forward],
-        ready_timeout: float = 15,
+        wait: float = 0,
         keepalive_interval: float = KEEPALIVE_INTERVAL,
         dead_after: float = DEAD_AFTER,
-    ) -> int:
-        """Hand over the orders; returns the pid once every listener is up.
+    ) -> None:
+        """Hand over the orders and return at once: it connects while clave goes on.
 
         `local`: host 127.0.0.1:port -> (dest host, port) as seen from the VM.
         `remote`: VM 127.0.0.1:port -> (host address, port) on this machine.
-        `host_key`: the session's pinned fingerprint (None: accept and log the first key).
-        Raises ClaveError with the forwarder's own sentence when it cannot start.
+        `host_key`: the session's pinned fingerprint (None: accept the first key; `ready()`
+        tells which). `wait`: seconds to wait for sshd to accept a login (a booting VM).
         """
         config = {
             "host": host, "user": user, "password": password, "port": port,
             "host_key": host_key, "local": [list(f) for f in local],
             "remote": [list(f) for f in remote], "ready_fd": self.ready_fd,
-            "connect_timeout": min(ready_timeout, 10.0),
+            "connect_timeout": CONNECT_TIMEOUT, "wait": wait,
             "keepalive_interval": keepalive_interval, "dead_after": dead_after,
         }
+        self.host = host
+        with contextlib.suppress(BrokenPipeError, ValueError), self.proc.stdin:
+            self.proc.stdin.write(json.dumps(config).encode())   # died: ready() says so
+
+    def ready(self, timeout: float = 15) -> int:
+        """The pid once every listener is up; `host_key` is then the key it saw.
+
+        Raises ClaveError with the forwarder's own sentence when it cannot start.
+        """
         try:
-            with self.proc.stdin:
-                self.proc.stdin.write(json.dumps(config).encode())
-            message = _read_ready(self.ready_r, ready_timeout)
-        except (BrokenPipeError, ValueError):   # it died, or stdin was closed already
-            message = None
+            message = _read_ready(self.ready_r, timeout)
         finally:
             self._close_ready()
         if message is not None and message.get("ok"):
+            self.host_key = message.get("host_key")
             return self.pid
         died = self.proc.poll() is not None
         stop_forwarder(self.pid, timeout=2)
         if message is not None and message.get("error"):
             raise ClaveError(message["error"])
-        what = "stopped at start" if died else f"was not ready within {ready_timeout:g} s"
-        raise ClaveError(f"the SSH forwarder to {host} {what} (log: {self.log_path}): "
+        what = "stopped at start" if died else f"was not ready within {timeout:g} s"
+        raise ClaveError(f"the SSH forwarder to {self.host} {what} (log: {self.log_path}): "
                          f"{_last_line(self.log_path) or 'no output'}")
+
+    def start(self, *, ready_timeout: float = 15, **orders) -> int:
+        """`order()`, then `ready()`."""
+        self.order(**orders)
+        return self.ready(ready_timeout)
 
     def cancel(self) -> None:
         """Never mind: the forwarder exits (idempotent)."""
@@ -128,7 +146,7 @@ class ForwarderLaunch:
 
 
 def start_forwarder(*, log_path: Path, **orders) -> int:
-    """Launch a forwarder and start it at once (see ForwarderLaunch.start for the orders)."""
+    """Launch a forwarder and start it at once (see ForwarderLaunch.order for the orders)."""
     return ForwarderLaunch(log_path).start(**orders)
 
 
@@ -231,6 +249,8 @@ class Forwarder:
         ssh.set_host(self.config["host"]).use_password(self.config["password"])
         if self.config.get("host_key"):
             ssh.pin_host_key(self.config["host_key"])
+        if self.config.get("wait"):
+            ssh.wait_ready(self.config["wait"])   # ordered while the VM boots
         self.transport = ssh.transport()
         self.host_key = ssh.host_key_fingerprint
         log.info("connected to %s:%s (host key %s)", self.where, self.config["port"],

@@ -134,6 +134,28 @@ def test_unproxy_removes_the_proxy(world):
     assert not world.site("my-app-a1b2.test").exists()
 
 
+def test_a_proxy_herd_keeps_a_site_file_for_is_removed_with_one_herd_call(world):
+    herd = world.manager()
+    herd.proxy("my-app-a1b2", "http://127.0.0.1:8081")
+    before = len(world.calls())
+    assert herd.has_proxy("my-app-a1b2")
+    herd.unproxy("my-app-a1b2")
+    assert world.calls()[before:] == [["unproxy", "my-app-a1b2"]]
+    assert not herd.has_proxy("my-app-a1b2")
+
+
+def test_a_proxy_without_the_expected_site_file_is_asked_of_herd(world):
+    herd = world.manager()
+    herd.proxy("my-app-a1b2", "http://127.0.0.1:8081")
+    site = world.site("my-app-a1b2.test")
+    moved = site.with_name("elsewhere")
+    site.rename(moved)          # a Herd that keeps its files somewhere else
+    assert not herd.has_proxy("my-app-a1b2") and ["proxies"] in world.calls()
+    moved.rename(site)
+    site.write_text("server { root /srv/php-site; }")   # a PHP site of that name: no proxy
+    assert not herd.has_proxy("my-app-a1b2")
+
+
 def test_unproxy_of_an_absent_proxy_succeeds(world):
     world.manager().unproxy("never-made")
     assert ["unproxy", "never-made"] in world.calls()

@@ -12,7 +12,7 @@ import pytest
 
 from clave.errors import ClaveError
 from clave.support.command import Result
-from clave.support.share import DIAGNOSE, mount_command, mount_share
+from clave.support.share import DIAGNOSE, mount_command, mount_share, mount_shares
 
 MOUNT = mount_command("project", "/srv/project")
 MOUNT_FAILED = Result(("ssh", "admin@vm", MOUNT), 32, "", (
@@ -56,9 +56,10 @@ def test_a_share_that_mounts_at_once_is_mounted_once():
 
 def test_the_mount_is_skipped_when_something_is_mounted_already_and_quotes_its_words():
     command = mount_command("my tag", "/srv/it's here")
+    where = "'/srv/it'\"'\"'s here'"
     assert command == (
-        "mountpoint -q '/srv/it'\"'\"'s here' || { sudo -n mkdir -p '/srv/it'\"'\"'s here' && "
-        "sudo -n mount -t virtiofs 'my tag' '/srv/it'\"'\"'s here'; }"
+        f"mountpoint -q {where} || {{ {{ mkdir -p {where} 2>/dev/null || "
+        f"sudo -n mkdir -p {where}; }} && sudo -n mount -t virtiofs 'my tag' {where}; }}"
     )
     assert subprocess.run(["sh", "-n", "-c", command]).returncode == 0
 
@@ -108,3 +109,26 @@ def test_the_diagnostics_script_is_valid_sh_and_tolerates_a_vm_without_virtiofs(
     result = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=10)
     assert "--- virtio-fs tags the VM sees\n" in result.stdout
     assert "--- virtiofs mounts\n" in result.stdout
+
+
+CACHE = mount_command("cache", "/home/admin/.cache/x")
+BOTH = f"{MOUNT} && {CACHE}"
+
+
+def test_several_shares_are_mounted_in_one_round_trip():
+    vm = ScriptedVm({BOTH: [ok(BOTH)]})
+    mount_shares(vm, {"project": "/srv/project", "cache": "/home/admin/.cache/x"})
+    assert vm.calls == [BOTH]
+
+
+def test_of_several_shares_the_one_that_never_mounts_is_named():
+    cache_failed = Result(("ssh",), 32, "", "mount: /home/admin/.cache/x: unknown tag\n")
+    vm = ScriptedVm({BOTH: [cache_failed] * 50, MOUNT: [ok(MOUNT)], CACHE: [cache_failed],
+                     "diagnose": [Result(("ssh",), 0, DIAGNOSIS, "")]})
+    with pytest.raises(ClaveError) as caught:
+        mount_shares(vm, {"project": "/srv/project", "cache": "/home/admin/.cache/x"},
+                     timeout=0.1)
+    assert str(caught.value).startswith(
+        "could not mount the `cache` share at /home/admin/.cache/x in the VM (192.168.64.5) "
+        "within 0.1 s: mount: /home/admin/.cache/x: unknown tag")
+    assert vm.calls[-3:-1] == [MOUNT, CACHE]

@@ -68,12 +68,15 @@ def test_a_missing_binary_path_is_reported_as_tart(tmp_path: Path) -> None:
 # --- clone, set, randomize_mac ---------------------------------------------------------------
 
 
-def test_clone_checks_the_target_is_free_then_clones(fake: FakeTart, tart: TartManager) -> None:
+def test_clone_checks_the_target_is_free_on_disk_then_clones(
+    fake: FakeTart, tart: TartManager
+) -> None:
     fake.create_vm("base")
 
     tart.clone("base", "vm")
 
-    assert fake.calls() == [GET, ["clone", "base", "vm"]]
+    assert fake.calls() == [["clone", "base", "vm"]]
+    assert tart.vm_dir("vm") == fake.vm_dir("vm")
     assert (fake.vm_dir("vm") / "disk.img").stat().st_size == 20 * GB
 
 
@@ -86,8 +89,23 @@ def test_clone_refuses_an_existing_target_that_tart_would_replace(
     with pytest.raises(ClaveError, match="already exists"):
         tart.clone("base", "vm")
 
-    assert fake.calls() == [GET]
+    assert fake.calls() == []
     assert fake.config("vm")["cpuCount"] == 8
+
+
+def test_tart_home_defaults_to_dot_tart_in_the_users_home(tmp_path: Path) -> None:
+    assert TartManager(environ={"HOME": str(tmp_path)}).vm_dir("vm") == tmp_path / ".tart/vms/vm"
+    assert TartManager(environ={"HOME": "/x", "TART_HOME": str(tmp_path)}).vm_dir("vm") == \
+        tmp_path / "vms" / "vm"
+
+
+def test_clone_refuses_even_a_directory_tart_calls_incomplete(
+    fake: FakeTart, tart: TartManager
+) -> None:
+    fake.create_vm("base")
+    fake.vm_dir("vm").mkdir(parents=True)
+    with pytest.raises(ClaveError, match="already exists"):
+        tart.clone("base", "vm")
 
 
 def test_clone_of_a_missing_source_carries_tarts_message(fake: FakeTart, tart: TartManager) -> None:
@@ -404,6 +422,26 @@ def test_delete_gives_up_on_a_vm_that_keeps_running(
     assert str(failed.value) == '`tart delete` failed (exit 1): VM "vm" is running'
     assert len(fake.calls()) >= 3
     assert fake.vm_dir("vm").exists()
+
+
+def test_destroy_of_a_stopped_vm_is_one_delete(fake: FakeTart, tart: TartManager) -> None:
+    fake.create_vm("vm")
+
+    tart.destroy("vm")
+    tart.destroy("vm")
+
+    assert fake.calls() == [["delete", "vm"], ["delete", "vm"]]
+    assert not fake.vm_dir("vm").exists()
+
+
+def test_destroy_stops_a_running_vm_first(fake: FakeTart, tart: TartManager) -> None:
+    fake.create_vm("vm")
+    proc = fake.start("vm")
+
+    tart.destroy("vm")
+
+    assert [c[0] for c in fake.calls()][1:4] == ["delete", "stop", "delete"]
+    assert proc.wait(timeout=10) == 0 and not fake.vm_dir("vm").exists()
 
 
 # --- questions -------------------------------------------------------------------------------

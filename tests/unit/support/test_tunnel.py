@@ -278,6 +278,23 @@ def test_a_forwarder_launched_ahead_of_time_opens_the_tunnel_when_given_its_orde
         stop_forwarder(launch.pid)
 
 
+def test_an_order_returns_at_once_and_ready_tells_the_host_key_the_forwarder_saw(
+        sshd, web, tmp_path):
+    with SshExecutor(sshd.user, sshd.port).set_host(sshd.host).use_password(sshd.password) as ssh:
+        ssh.wait_ready(10)
+        seen = ssh.host_key_fingerprint
+    launch = ForwarderLaunch(tmp_path / "tunnel.log")
+    try:
+        port = free_port()
+        launch.order(host=sshd.host, user=sshd.user, password=sshd.password, port=sshd.port,
+                     host_key=None, local=[(port, "127.0.0.1", web)], remote=[], wait=30)
+        assert launch.ordered and launch.host_key is None
+        assert launch.ready() == launch.pid and launch.host_key == seen
+        assert get(port) == PAGE
+    finally:
+        stop_forwarder(launch.pid)
+
+
 def test_a_cancelled_launch_leaves_no_process(tmp_path):
     launch = ForwarderLaunch(tmp_path / "tunnel.log")
     launch.cancel()
