@@ -1,4 +1,5 @@
-"""Fixtures for tests that drive the fake `tart` (tests/fakes/tart) as a program on PATH.
+"""Fixtures for tests that drive the fake `tart` (tests/fakes/tart, a launcher of
+tests/fakes/fake_tart.py) as a program on PATH.
 
 `fake_tart` puts tests/fakes first on PATH, gives tart a private TART_HOME and records every
 invocation in FAKE_TART_LOG; `base_vm` creates a stopped VM named `clave-base`. Tests outside
@@ -7,9 +8,6 @@ this directory build the same world with `FakeTart.install(tmp_path, monkeypatch
 
 from __future__ import annotations
 
-import functools
-import importlib.machinery
-import importlib.util
 import json
 import os
 import random
@@ -38,15 +36,11 @@ GB = 1000**3
 MIB = 1024 * 1024
 
 
-@functools.cache
 def load_fake_tart() -> ModuleType:
     """The fake as a module, for its pure helpers (share parsing, the lock probe, addresses)."""
-    loader = importlib.machinery.SourceFileLoader("fake_tart", str(FAKE_TART))
-    spec = importlib.util.spec_from_loader("fake_tart", loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fake_tart"] = module  # dataclasses look their module up there
-    loader.exec_module(module)
-    return module
+    from tests.fakes import fake_tart
+
+    return fake_tart
 
 
 def apple_json(value: object) -> str:

@@ -11,6 +11,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import textwrap
 import time
 import uuid
@@ -937,6 +938,54 @@ def test_a_test_vm_that_fails_to_boot_ends_run_with_1(fake_tart: FakeTart, tmp_p
 def test_the_fake_is_an_executable_on_path(fake_tart: FakeTart) -> None:
     found = subprocess.run(["sh", "-c", "command -v tart"], capture_output=True, text=True)
     assert found.stdout.strip() == str(Path(__file__).parent / "tart")
+
+
+def test_the_fake_runs_through_a_symlink_in_another_directory(
+    fake_tart: FakeTart, tmp_path: Path
+) -> None:
+    fake_tart.create_vm("vm")
+    link = tmp_path / "bin" / "tart"
+    link.parent.mkdir()
+    link.symlink_to(Path(__file__).parent / "tart")
+
+    done = subprocess.run([str(link), "get", "vm", "--format", "json"], capture_output=True,
+                          text=True)
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["State"] == "stopped"
+
+
+ONLY_SOME_COMMANDS_NEED = {"dataclasses", "inspect", "shutil", "uuid", "hashlib", "random",
+                           "datetime", "select", "signal"}
+
+
+def imported_modules(*argv: str) -> set[str]:
+    """Names `python -X importtime` reports for this command line."""
+    done = subprocess.run([sys.executable, "-X", "importtime", *argv], capture_output=True,
+                          text=True)
+    return {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+            if line.startswith("import time:")}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [("get", "vm", "--format", "json"), ("ip", "vm"), ("set", "vm", "--cpu", "2"),
+     ("list",)],
+    ids=["get", "ip", "set", "list"],
+)
+def test_cheap_commands_import_no_module_only_other_commands_need(
+    fake_tart: FakeTart, argv: tuple[str, ...]
+) -> None:
+    fake_tart.create_vm("vm")
+    fake_tart.start("vm")  # `ip` answers at once while the VM runs
+    fake_tart.wait_until(lambda: (fake_tart.vm_dir("vm") / ".fake-ip").exists())
+    interpreter = imported_modules("-c", "pass")
+
+    imported = imported_modules(str(Path(__file__).parent / "tart"), *argv) - interpreter
+
+    allowed = {"datetime", "_datetime", "math"} if argv[0] == "list" else set()
+    assert "fake_tart" in imported
+    assert imported & ONLY_SOME_COMMANDS_NEED <= allowed
 
 
 # --- the hook with real Linux test VMs (tests/harness) -----------------------------------------
