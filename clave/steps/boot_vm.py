@@ -1,13 +1,13 @@
 """BootVm: wait for the VM's address, then SSH, then mount the code at /srv/project.
 
-Once the address is known the session's forwarder (PrepareTunnel) gets its orders, so its
-SSH login overlaps clave's own and the mounts.
+Once SSH answers, the session's forwarder (PrepareTunnel) gets its orders, so its login
+overlaps the mounts and CreateSshTunnel rarely waits.
 """
 
 from __future__ import annotations
 
 from clave.context import SessionContext
-from clave.errors import ClaveError
+from clave.errors import ClaveError, CommandFailed
 from clave.steps.base import Step
 from clave.steps.prepare_tunnel import tunnel_orders
 from clave.steps.start_vm import COMPOSER_CACHE_TAG, SHARE_TAG
@@ -18,6 +18,7 @@ from clave.support.tart import TartManager
 
 IP_TIMEOUT = 90
 IP_POLLERS = 4      # tart reads DHCP leases once a second: 4 staggered readers, 0.25 s
+RUN_EXIT_GRACE = 2.0   # seconds a refused `tart run` may take to exit after `tart ip` failed
 SSH_TIMEOUT = 90
 MOUNT_TIMEOUT = 30
 PROJECT_DIR = "/srv/project"
@@ -32,18 +33,24 @@ class BootVm(Step):
 
     def run(self, ctx: SessionContext) -> None:
         ctx.hint("waiting for an IP address")
-        check = ctx.tart_run.check if ctx.tart_run is not None else None
-        ctx.vm_ip = self.tart.ip(ctx.vm_name, wait=IP_TIMEOUT, pollers=IP_POLLERS, check=check)
+        run = ctx.tart_run     # this process's `tart run`, if it started one
+        try:
+            ctx.vm_ip = self.tart.ip(ctx.vm_name, wait=IP_TIMEOUT, pollers=IP_POLLERS,
+                                     check=run.check if run else None)
+        except CommandFailed:
+            if run is not None:
+                run.check(grace=RUN_EXIT_GRACE)   # its own words explain `tart ip`'s failure
+            raise
         self.store.record(ctx.session_id, vm_ip=ctx.vm_ip)
-        launch = ctx.forwarder_launch
-        if launch is not None and not launch.ordered:
-            # it logs in alongside us, so the tunnel is up by the time CreateSshTunnel asks
-            launch.order(**tunnel_orders(ctx, self.settings, self.ssh.host_key_fingerprint),
-                         wait=SSH_TIMEOUT)
         ctx.hint(f"waiting for SSH on {ctx.vm_ip}")
         self.ssh.set_host(ctx.vm_ip)
         self.ssh.wait_ready(SSH_TIMEOUT)
         self.store.record(ctx.session_id, host_key=self.ssh.host_key_fingerprint)
+        launch = ctx.forwarder_launch
+        if launch is not None and not launch.ordered:
+            # it logs in while we mount, so the tunnel is up by the time CreateSshTunnel asks
+            launch.order(**tunnel_orders(ctx, self.settings, self.ssh.host_key_fingerprint),
+                         wait=SSH_TIMEOUT)
         ctx.hint(f"mounting the code at {PROJECT_DIR}")
         mount_shares(self.ssh, {SHARE_TAG: PROJECT_DIR, COMPOSER_CACHE_TAG: COMPOSER_CACHE_DIR},
                      MOUNT_TIMEOUT, hint=ctx.hint)

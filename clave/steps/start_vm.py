@@ -47,9 +47,11 @@ class TartRun:
             return False
         return True
 
-    def check(self) -> None:
-        """Raise once `tart run` has exited."""
-        if self.proc.poll() is None:
+    def check(self, grace: float = 0) -> None:
+        """Raise once `tart run` has exited (waiting up to `grace` s for it to)."""
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
             return
         said = self.log.read_text(errors="replace").strip().splitlines()
         raise ClaveError(f"`tart run {self.name}` exited (exit {self.proc.returncode}) before "
@@ -84,6 +86,8 @@ class StartVm(Step):
         self.store.forget(ctx.session_id, "tart_pid")
 
     def done(self, ctx: SessionContext) -> bool:
+        if ctx.tart_run is not None and ctx.tart_run.proc.poll() is None:
+            return True    # this process's `tart run`: starting or running
         try:
             return bool(ctx.vm_name) and self.tart.is_running(ctx.vm_name)
         except ClaveError:

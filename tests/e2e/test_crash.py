@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.session_world import BASE_VM, FAKES, ROOT, World, wait_for
+from tests.e2e.session_world import FAKES, ROOT, World, wait_for
 
 PLUGIN = "tests.harness.fixtures"
 if PLUGIN not in sys.modules:  # the VM fixtures and the leak check come from the harness
@@ -45,7 +46,7 @@ echo "not committed yet" >draft.txt
 pause
 """
 CLI_TIMEOUT = 120
-HELD = "held-tart-get"
+HELD = "held-git-clone"
 
 
 @pytest.fixture
@@ -255,11 +256,11 @@ def test_resume_refuses_a_session_whose_clave_died_tearing_it_down(tmp_path):
 # -- a crash before the VM booted ----------------------------------------------------------------
 
 def test_cleanup_after_a_sigkill_before_the_vm_booted_removes_the_vm_and_the_empty_share(world):
-    # the VM takes two minutes to get an address; clave is killed while StartVm waits for
-    # `tart run` to take the VM: the directory for the code is shared, the code not cloned
+    # the VM takes two minutes to get an address; clave is killed as CloneRepo starts its
+    # `git clone`: the directory for the code is shared, the code not cloned
     session = world.start("--on-exit", "keep", env={
-        "FAKE_TART_LATENCY": "run=120", "PATH": f"{_holding_get(world)}:{world.env['PATH']}"})
-    wait_for(lambda: (world.root / HELD).exists(), 60, "StartVm to ask `tart get`", [session])
+        "FAKE_TART_LATENCY": "run=120", "PATH": f"{_holding_clone(world)}:{world.env['PATH']}"})
+    wait_for(lambda: (world.root / HELD).exists(), 60, "CloneRepo to run `git clone`", [session])
     _crash(session)
 
     row = _row(world)
@@ -281,25 +282,23 @@ def test_cleanup_after_a_sigkill_before_the_vm_booted_removes_the_vm_and_the_emp
 
 # -- helpers -------------------------------------------------------------------------------------
 
-def _holding_get(world: World) -> Path:
-    """A `tart` ahead of the fake on PATH that holds the first `tart get` of a session VM
-    whose share directory exists and is empty (StartVm's wait for `tart run`), until its
-    clave is gone: a crash at a known point."""
+def _holding_clone(world: World) -> Path:
+    """A `git` ahead of the real one on PATH that holds the session's `git clone` until its
+    clave is gone: a crash at a known point, after StartVm shared the empty directory."""
     shim = world.root / "hold-bin"
     shim.mkdir()
-    held, tart = shlex.quote(str(world.root / HELD)), shlex.quote(str(FAKES / "tart"))
-    shares = shlex.quote(str(world.project / ".clave" / "wt"))
-    (shim / "tart").write_text(f"""#!/bin/sh
-share={shares}/s-"${{2#clave-}}"
-if [ "$1" = get ] && [ "$2" != {BASE_VM} ] && [ ! -e {held} ] && [ -d "$share" ] \\
-        && [ -z "$(ls -A "$share")" ]; then
-    : >{held}
-    while kill -0 $PPID 2>/dev/null; do sleep 0.05; done
-    exit 1
-fi
-exec {tart} "$@"
+    held, git = shlex.quote(str(world.root / HELD)), shlex.quote(shutil.which("git"))
+    (shim / "git").write_text(f"""#!/bin/sh
+case " $* " in *" clone --local "*)
+    if [ ! -e {held} ]; then
+        : >{held}
+        while kill -0 $PPID 2>/dev/null; do sleep 0.05; done
+        exit 1
+    fi;;
+esac
+exec {git} "$@"
 """)
-    (shim / "tart").chmod(0o755)
+    (shim / "git").chmod(0o755)
     return shim
 
 

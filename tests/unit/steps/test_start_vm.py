@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from clave.errors import ClaveError
+from clave.steps.boot_vm import BootVm
 from clave.steps.start_vm import COMPOSER_CACHE_TAG, SHARE_TAG, StartVm, composer_cache_dir
+from clave.support.ssh import SshExecutor
 from clave.support.tart import TartManager
 from tests.unit.steps.world import BASE_VM
 
@@ -120,10 +122,10 @@ def test_a_vm_tart_refuses_to_run_is_reported_by_the_watch_with_tarts_own_words(
     assert "tart-run.log" in str(raised.value)
 
 
-def test_the_wait_for_an_address_stops_at_once_when_tart_run_dies(world, ctx):
+def test_the_boot_stops_at_once_with_tart_runs_words_when_it_dies(world, ctx):
     world.tart("delete", VM)
     StartVm(TartManager(), world.store, world.home).run(ctx)
     with pytest.raises(ClaveError) as raised:
-        TartManager().ip(VM, wait=60, pollers=2, check=ctx.tart_run.check)
+        BootVm(TartManager(), SshExecutor(), world.store, ctx.settings).run(ctx)
     assert f"`tart run {VM}` exited (exit " in str(raised.value)
     assert f'the specified VM "{VM}" does not exist' in str(raised.value)

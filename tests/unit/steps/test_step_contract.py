@@ -11,6 +11,7 @@ CheckHostServices, RunClaudeCode) keep the contract in the end-to-end tests.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -137,6 +138,10 @@ def test_start_vm_is_done_only_while_its_vm_runs(world):
     step, ctx = start_vm(world)
     assert not step.done(ctx)
     step.run(ctx)
-    assert step.done(ctx)
-    world.tart("stop", "clave-abcd1234")
+    assert step.done(ctx)                    # its own `tart run`, starting
+    deadline = time.monotonic() + 30
+    while world.tart("stop", "clave-abcd1234", check=False).returncode != 0:
+        assert time.monotonic() < deadline, "the VM never ran"
+        time.sleep(0.05)
+    ctx.tart_run.proc.wait(10)
     assert not step.done(ctx)
