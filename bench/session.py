@@ -119,8 +119,17 @@ def one_session(root: Path, services, latency: str | None) -> dict:
 
     marker = threading.Thread(target=note_marks, daemon=True)
     marker.start()
+    ended: list[float] = []     # Popen.wait(timeout) polls up to 50 ms apart: block instead
+
+    def reap() -> None:
+        session.proc.wait()
+        ended.append(time.monotonic())
+
+    reaper = threading.Thread(target=reap, daemon=True)
+    reaper.start()
     code = session.wait(300)
-    total = time.monotonic() - started
+    reaper.join(5)
+    total = (ended[0] if ended else time.monotonic()) - started
     marker.join(5)
     watcher.stop.set()
     watcher.join()

@@ -1,5 +1,3 @@
-import sys
+from clave.cli import entry
 
-from clave.cli import main
-
-sys.exit(main())
+entry()

@@ -9,6 +9,8 @@ becomes a message on stderr and an exit code.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -103,6 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
     command("tasks", "list the steps of every pipeline, their dependencies and status")
     command("doctor", "check that tart, herd, git and the base image are ready")
     return parser
+
+
+def entry() -> NoReturn:
+    """The `clave` program: main(), then exit without the interpreter's teardown.
+
+    By then every file clave wrote is closed and flushed; unloading the two hundred
+    modules a session imported would only add some 40 ms to every exit.
+    """
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -36,6 +36,10 @@ class SessionTeardown:
         self.completed = True
         with signals_ignored():
             self._status("tearing_down")
+            if self.ctx.tart_run is not None:
+                # the slowest removal starts first: the VM powers off while the undos
+                # before StartVm's (tunnel, Herd proxy) run; StartVm.undo waits for it
+                self.ctx.tart_run.interrupt()
             # Engine.clean() has already reported each failure through ctx.warn
             failures = _unless_terminal_gone(self.session.clean) if self.session else []
             _unless_terminal_gone(self.handle_clone)

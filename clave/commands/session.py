@@ -86,10 +86,12 @@ def _drive(ctx: SessionContext, settings, home: Home, ui, store, *, fresh: bool,
            host_key: str | None = None) -> int:
     from clave.engine import Engine, foreground_child, interrupts
     from clave.steps.run_claude_code import RunClaudeCode
+    from clave.support.ssh import preload
     from clave.tasks import catalog, preflight, session
     from clave.tasks.graph import build
     from clave.teardown import SessionTeardown
 
+    preload()
     session_dir = home.session_dir(ctx.session_id)
     world = catalog.adapters(
         settings, home, store=store, confirm=ui.confirm, interactive=ui.interactive,

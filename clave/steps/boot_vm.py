@@ -17,7 +17,7 @@ from clave.support.ssh import SshExecutor
 from clave.support.tart import TartManager
 
 IP_TIMEOUT = 90
-IP_POLLERS = 4      # tart reads DHCP leases once a second: 4 staggered readers, 0.25 s
+IP_POLLERS = 8      # tart reads DHCP leases once a second: 8 staggered readers, 0.125 s
 RUN_EXIT_GRACE = 2.0   # seconds a refused `tart run` may take to exit after `tart ip` failed
 SSH_TIMEOUT = 90
 MOUNT_TIMEOUT = 30

@@ -35,12 +35,16 @@ class TartRun:
     proc: subprocess.Popen
     log: Path
 
-    def stop(self, timeout: float) -> bool:
-        """SIGINT, as `tart stop` sends it, and wait for the exit: no `tart stop` process
-        and no polling. False if it still runs after `timeout`."""
+    def interrupt(self) -> None:
+        """SIGINT, as `tart stop` sends it: the VM powers off (tart.md §2.5)."""
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signal.SIGINT)
+
+    def stop(self, timeout: float) -> bool:
+        """interrupt(), then wait for the exit: no `tart stop` process and no polling.
+        False if it still runs after `timeout`."""
+        self.interrupt()
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
