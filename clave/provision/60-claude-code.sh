@@ -19,3 +19,8 @@ if ! grep -qs 'local/bin' /home/admin/.profile; then
   echo 'export PATH="$HOME/.local/bin:$PATH"' >> /home/admin/.profile
   chown admin:admin /home/admin/.profile
 fi
+# its version, for the ~/.claude.json each session seeds (lastOnboardingVersion): read once
+# here instead of starting claude at every session
+mkdir -p /etc/clave
+sudo -H -u admin /home/admin/.local/bin/claude --version | awk '{print $1; exit}' \
+  > /etc/clave/claude-version

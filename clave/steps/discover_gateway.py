@@ -18,8 +18,9 @@ class DiscoverGateway(Step):
         self.ssh, self.settings = ssh, settings
 
     def run(self, ctx: SessionContext) -> None:
-        result = self.ssh.run(GATEWAY_COMMAND, timeout=15, check=True)
-        gateway = result.stdout.strip()
+        """BootVm usually asked already, along with its mounts."""
+        gateway = ctx.gateway_ip or self.ssh.run(GATEWAY_COMMAND, timeout=15,
+                                                 check=True).stdout.strip()
         try:
             ipaddress.IPv4Address(gateway)
         except ValueError:

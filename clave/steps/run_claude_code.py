@@ -10,9 +10,11 @@ from clave.support.ssh import SshExecutor
 ENV_FILE = ".clave/env"   # relative to admin's home; removed as soon as the shell read it
 CLAUDE = "claude --dangerously-skip-permissions"
 SECTION = "--clave-section--"
+CLAUDE_VERSION_FILE = "/etc/clave/claude-version"   # written by the claude-code fragment
 READ_STATE = (
     "mkdir -p -m 700 ~/.claude ~/.clave || exit 1; "
     f'printf "%s\\n{SECTION}\\n" "$HOME"; '
+    f"cat {CLAUDE_VERSION_FILE} 2>/dev/null || "
     "PATH=\"$HOME/.local/bin:$PATH\" claude --version 2>/dev/null | awk '{print $1; exit}'; "
     f"echo {SECTION}; cat ~/.claude.json 2>/dev/null; echo; echo {SECTION}; "
     "cat ~/.claude/settings.json 2>/dev/null; true"

@@ -71,19 +71,24 @@ def mount_shares(
     shares: Mapping[str, str],
     timeout: float = 30,
     hint: Callable[[str], None] | None = None,
-) -> None:
+    then: str | None = None,
+) -> str:
     """Mount each virtio-fs tag at its target, in one round trip while all goes well.
 
+    `then`: a command to run in the same round trip once all are mounted; its output is
+    returned (its failure is not the mounts', so the caller judges it).
     Retries (0.25 s doubling to 2 s) until `timeout`; then raises a ClaveError naming the
     first share that does not mount, with the diagnostics.
     """
     command = " && ".join(mount_command(tag, target) for tag, target in shares.items())
+    if then:
+        command += f" && {{ {then}; true; }}"
     deadline = time.monotonic() + timeout
     delay = RETRY_START
     while True:
         result = ssh.run(command, timeout=max(5.0, min(timeout, 30.0)), check=False)
         if result.ok:
-            return
+            return result.stdout
         left = deadline - time.monotonic()
         if left <= 0:
             break
@@ -93,7 +98,7 @@ def mount_shares(
         time.sleep(min(delay, left))
         delay = min(delay * 2, RETRY_MAX)
     for tag, target in shares.items():   # which one? (the error path can afford a look each)
-        if len(shares) > 1:
+        if len(shares) > 1 or then:
             result = ssh.run(mount_command(tag, target), timeout=30, check=False)
         if not result.ok:
             report = diagnose(ssh, target)
@@ -103,6 +108,7 @@ def mount_shares(
                 f"--- mount output (exit {result.exited})\n{result.tail(10) or '(none)'}\n"
                 f"{report}"
             )
+    return ssh.run(then, timeout=30, check=False).stdout if then else ""   # mounted at last
 
 
 def diagnose(ssh: Runs, target: str) -> str:

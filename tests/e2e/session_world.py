@@ -103,6 +103,9 @@ def _image_script(with_test_dir: bool) -> str:
         lines += [f"mkdir -p {GUEST_TEST_DIR}",
                   f"mount -t virtiofs {TEST_TAG} {GUEST_TEST_DIR}",
                   f"install -o admin -g admin -m 755 {GUEST_TEST_DIR}/claude {GUEST_CLAUDE}",
+                  # what the claude-code fragment records at provisioning
+                  f"mkdir -p /etc/clave && {GUEST_CLAUDE} --version | awk '{{print $1}}'"
+                  " >/etc/clave/claude-version",
                   # what Claude Code's installer leaves in the image
                   f"echo {shlex.quote(json.dumps(INSTALLER_STATE))} >/home/admin/.claude.json",
                   "chown admin:admin /home/admin/.claude.json",

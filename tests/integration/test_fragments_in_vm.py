@@ -253,8 +253,9 @@ def test_claude_code_fragment_runs_the_native_installer_as_admin__real_claude_no
     install, = guest.calls("install.sh")
     assert (install["user"], install["home"]) == ("admin", "/home/admin")
     assert guest.owner("/home/admin/.local/bin/claude") == "admin:admin"
-    assert "(Claude Code)" in guest.sh("/home/admin/.local/bin/claude --version",
-                                       user="admin").stdout
+    version = guest.sh("/home/admin/.local/bin/claude --version", user="admin").stdout
+    assert "(Claude Code)" in version
+    assert guest.read("/etc/clave/claude-version") == version.split()[0] + "\n"
     assert not guest.exists("/root/.local/bin/claude")
     guest.forget_calls()
     ok(guest.run(fragment("60-claude-code").script()))

@@ -132,3 +132,11 @@ def test_of_several_shares_the_one_that_never_mounts_is_named():
         "could not mount the `cache` share at /home/admin/.cache/x in the VM (192.168.64.5) "
         "within 0.1 s: mount: /home/admin/.cache/x: unknown tag")
     assert vm.calls[-3:-1] == [MOUNT, CACHE]
+
+
+def test_a_command_can_ride_along_once_everything_is_mounted_and_its_output_is_returned():
+    both = f"{BOTH} && {{ ip route; true; }}"
+    vm = ScriptedVm({both: [MOUNT_FAILED, Result(("ssh",), 0, "192.168.64.1\n", "")]})
+    said = mount_shares(vm, {"project": "/srv/project", "cache": "/home/admin/.cache/x"},
+                        timeout=10, then="ip route")
+    assert said == "192.168.64.1\n" and vm.calls == [both, both]
