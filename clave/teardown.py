@@ -36,10 +36,7 @@ class SessionTeardown:
         self.completed = True
         with signals_ignored():
             self._status("tearing_down")
-            if self.ctx.tart_run is not None:
-                # the slowest removal starts first: the VM powers off while the undos
-                # before StartVm's (tunnel, Herd proxy) run; StartVm.undo waits for it
-                self.ctx.tart_run.interrupt()
+            self._hasten()
             # Engine.clean() has already reported each failure through ctx.warn
             failures = _unless_terminal_gone(self.session.clean) if self.session else []
             _unless_terminal_gone(self.handle_clone)
@@ -51,6 +48,17 @@ class SessionTeardown:
                     f"logs kept in {self.home.session_dir(self.ctx.session_id)}; "
                     "`clave cleanup` removes what is left."))
         return failures
+
+    def _hasten(self) -> None:
+        """The slow stops all start at once: the VM powers off and the forwarder ends
+        while the undos ahead of theirs run; StartVm's and CreateSshTunnel's undos then
+        wait for them in their turn."""
+        from clave.support.tunnel import hasten_forwarder
+
+        if self.ctx.tart_run is not None:
+            self.ctx.tart_run.interrupt()
+        if self.ctx.tunnel_pid:
+            hasten_forwarder(self.ctx.tunnel_pid)
 
     def choose(self) -> OnExit:
         if self.ctx.on_exit is not None:

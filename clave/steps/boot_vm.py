@@ -1,7 +1,7 @@
 """BootVm: wait for the VM's address, then SSH, then mount the code at /srv/project.
 
-Once SSH answers, the session's forwarder (PrepareTunnel) gets its orders, so its login
-overlaps the mounts and CreateSshTunnel rarely waits.
+Once the address is known, the session's forwarder (PrepareTunnel) gets its orders, so its
+login overlaps clave's own and the mounts, and CreateSshTunnel rarely waits.
 """
 
 from __future__ import annotations
@@ -44,15 +44,16 @@ class BootVm(Step):
                 run.check(grace=RUN_EXIT_GRACE)   # its own words explain `tart ip`'s failure
             raise
         self.store.record(ctx.session_id, vm_ip=ctx.vm_ip)
+        launch = ctx.forwarder_launch
+        if launch is not None and not launch.ordered:
+            # it logs in alongside us (CreateSshTunnel then compares the host keys both saw),
+            # so the tunnel is up by the time it is needed
+            launch.order(**tunnel_orders(ctx, self.settings, self.ssh.host_key_fingerprint),
+                         wait=SSH_TIMEOUT)
         ctx.hint(f"waiting for SSH on {ctx.vm_ip}")
         self.ssh.set_host(ctx.vm_ip)
         self.ssh.wait_ready(SSH_TIMEOUT)
         self.store.record(ctx.session_id, host_key=self.ssh.host_key_fingerprint)
-        launch = ctx.forwarder_launch
-        if launch is not None and not launch.ordered:
-            # it logs in while we mount, so the tunnel is up by the time CreateSshTunnel asks
-            launch.order(**tunnel_orders(ctx, self.settings, self.ssh.host_key_fingerprint),
-                         wait=SSH_TIMEOUT)
         ctx.hint(f"mounting the code at {PROJECT_DIR}")
         # DiscoverGateway's question rides along: one round trip fewer
         said = mount_shares(self.ssh, SHARES, MOUNT_TIMEOUT, hint=ctx.hint,

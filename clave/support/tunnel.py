@@ -150,6 +150,13 @@ def start_forwarder(*, log_path: Path, **orders) -> int:
     return ForwarderLaunch(log_path).start(**orders)
 
 
+def hasten_forwarder(pid: int) -> None:
+    """SIGTERM without waiting: stop_forwarder() later finds it gone, or nearly."""
+    if forwarder_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+
+
 def stop_forwarder(pid: int, timeout: float = 5) -> None:
     """SIGTERM, then SIGKILL after `timeout`. Idempotent; only ever signals our forwarder."""
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 2.0)):
