@@ -3,7 +3,8 @@
 Each file is checked against its JSON Schema (`clave/schemas/`) before any value is used, so a
 bad file stops clave with one sentence (file, key, what was expected) before anything exists.
 jsonschema and yaml are imported only when there is a file or variable to check: commands that
-never read settings, and runs with no config at all, do not pay for them.
+never read settings, and runs with no config at all, do not pay for them; nor do settings
+that passed before unchanged (support/valid_cache.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from clave.errors import ConfigError, UsageError
-from clave.home import user_config_dir
+from clave.home import Home, user_config_dir
+from clave.support.valid_cache import ValidCache
 
 PROJECT_FILE = ".clave.json"
 USER_FILE = "config.yaml"
@@ -294,10 +296,15 @@ def _check(data: Any, schema: str, origin: str) -> dict[str, Any]:
 def _problem(data: dict[str, Any], schema: str) -> _Problem | None:
     """The single most useful schema error: an unknown key first (likely a typo), else
     jsonschema's best match."""
+    cache = _valid_cache()
+    key = cache.key(schema, _schema_text(schema), _schema_text("definitions"), data)
+    if key in cache:
+        return None
     from jsonschema.exceptions import best_match
 
     errors = list(_validator(schema).iter_errors(data))
     if not errors:
+        cache.add(key)
         return None
     for error in errors:
         if error.validator == "additionalProperties":
@@ -416,7 +423,16 @@ def _nest(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
 
 @functools.cache
 def _schema(name: str) -> dict[str, Any]:
-    return json.loads((SCHEMA_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    return json.loads(_schema_text(name))
+
+
+@functools.cache
+def _schema_text(name: str) -> str:
+    return (SCHEMA_DIR / f"{name}.json").read_text(encoding="utf-8")
+
+
+def _valid_cache() -> ValidCache:
+    return ValidCache(Home.from_env().root / "cache" / "valid-settings")
 
 
 @functools.cache
