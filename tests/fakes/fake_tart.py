@@ -1428,8 +1428,12 @@ def watch(guest, vm: VmDir, started: float, signals: SignalBox) -> int | str:
             tmp.write_text(guest.ip + "\n")
             os.replace(tmp, vm.path / IP_FILE)
             published = True
-        if guest.wait(0.1):
-            return "guest"
+        try:
+            with signals.interruptible():   # tart reacts to a signal at once, not at a tick
+                if guest.wait(0.1):
+                    return "guest"
+        except Signalled as interrupt:
+            return interrupt.signum
 
 
 def finish(outcome: int | str, guest, signals: SignalBox) -> int:
