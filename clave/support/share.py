@@ -46,13 +46,21 @@ class Runs(Protocol):
     def run(self, command: str, timeout: float = 60, *, check: bool = False) -> Result: ...
 
 
-def mount_command(tag: str, target: str) -> str:
-    """`sudo -n`: a sudo that wants a password fails at once instead of hanging. The target
-    is made by the user where it can be (a mount point under their home stays theirs)."""
-    where = quote(target)
-    make = f"{{ mkdir -p {where} 2>/dev/null || sudo -n mkdir -p {where}; }}"
-    mount = f"sudo -n mount -t virtiofs {quote(tag)} {where}"
-    return f"mountpoint -q {where} || {{ {make} && {mount}; }}"
+def mount_command(shares: Mapping[str, str]) -> str:
+    """Mount each tag at its target unless something is mounted there, with one sudo.
+
+    `sudo -n`: a sudo that wants a password fails at once instead of hanging. The targets
+    are made by the user first where they can be (a mount point under their home stays
+    theirs); sudo makes the rest.
+    """
+    targets = " ".join(quote(target) for target in shares.values())
+    mounted = " && ".join(f"mountpoint -q {quote(target)}" for target in shares.values())
+    mounts = " && ".join(
+        f"{{ mountpoint -q {quote(target)} || {{ mkdir -p {quote(target)} && "
+        f"mount -t virtiofs {quote(tag)} {quote(target)}; }}; }}"
+        for tag, target in shares.items())
+    make = f"mkdir -p {targets} 2>/dev/null"
+    return f"{{ {mounted}; }} || {{ {make}; sudo -n sh -c {quote(mounts)}; }}"
 
 
 def mount_share(
@@ -80,7 +88,7 @@ def mount_shares(
     Retries (0.25 s doubling to 2 s) until `timeout`; then raises a ClaveError naming the
     first share that does not mount, with the diagnostics.
     """
-    command = " && ".join(mount_command(tag, target) for tag, target in shares.items())
+    command = mount_command(shares)
     if then:
         command += f" && {{ {then}; true; }}"
     deadline = time.monotonic() + timeout
@@ -99,7 +107,7 @@ def mount_shares(
         delay = min(delay * 2, RETRY_MAX)
     for tag, target in shares.items():   # which one? (the error path can afford a look each)
         if len(shares) > 1 or then:
-            result = ssh.run(mount_command(tag, target), timeout=30, check=False)
+            result = ssh.run(mount_command({tag: target}), timeout=30, check=False)
         if not result.ok:
             report = diagnose(ssh, target)
             raise ClaveError(

@@ -133,14 +133,21 @@ class SshExecutor:
         seen: list[str] = []
         client = paramiko.SSHClient()
         client.set_missing_host_key_policy(_PinPolicy(host, self._pinned, seen))
+        sock = None
         try:
+            sock = socket.create_connection((host, self.port), timeout=timeout)
+            # SSH's small messages must not wait on Nagle for the VM's delayed ACK: 40 ms
+            # per command and per handshake step otherwise
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             client.connect(
                 host, self.port, username=self.user, password=self._password,
                 timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
-                allow_agent=False, look_for_keys=False,
+                allow_agent=False, look_for_keys=False, sock=sock,
             )
         except Exception as err:
             client.close()
+            if sock is not None:
+                sock.close()
             raise self._translate(err, timeout) from err
         self._pinned = self._pinned or seen[0]
         self._client = client

@@ -6,6 +6,7 @@ mount is exercised against a test VM in tests/integration/test_ssh_vm.py).
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 
 import pytest
@@ -14,7 +15,7 @@ from clave.errors import ClaveError
 from clave.support.command import Result
 from clave.support.share import DIAGNOSE, mount_command, mount_share, mount_shares
 
-MOUNT = mount_command("project", "/srv/project")
+MOUNT = mount_command({"project": "/srv/project"})
 MOUNT_FAILED = Result(("ssh", "admin@vm", MOUNT), 32, "", (
     "mount: /srv/project: wrong fs type, bad option, bad superblock on project, "
     "missing codepage or helper program, or other error.\n"
@@ -55,12 +56,12 @@ def test_a_share_that_mounts_at_once_is_mounted_once():
 
 
 def test_the_mount_is_skipped_when_something_is_mounted_already_and_quotes_its_words():
-    command = mount_command("my tag", "/srv/it's here")
+    command = mount_command({"my tag": "/srv/it's here"})
     where = "'/srv/it'\"'\"'s here'"
-    assert command == (
-        f"mountpoint -q {where} || {{ {{ mkdir -p {where} 2>/dev/null || "
-        f"sudo -n mkdir -p {where}; }} && sudo -n mount -t virtiofs 'my tag' {where}; }}"
-    )
+    inner = (f"{{ mountpoint -q {where} || {{ mkdir -p {where} && "
+             f"mount -t virtiofs 'my tag' {where}; }}; }}")
+    assert command == (f"{{ mountpoint -q {where}; }} || {{ mkdir -p {where} 2>/dev/null; "
+                       f"sudo -n sh -c {shlex.quote(inner)}; }}")
     assert subprocess.run(["sh", "-n", "-c", command]).returncode == 0
 
 
@@ -111,8 +112,8 @@ def test_the_diagnostics_script_is_valid_sh_and_tolerates_a_vm_without_virtiofs(
     assert "--- virtiofs mounts\n" in result.stdout
 
 
-CACHE = mount_command("cache", "/home/admin/.cache/x")
-BOTH = f"{MOUNT} && {CACHE}"
+CACHE = mount_command({"cache": "/home/admin/.cache/x"})
+BOTH = mount_command({"project": "/srv/project", "cache": "/home/admin/.cache/x"})
 
 
 def test_several_shares_are_mounted_in_one_round_trip():
