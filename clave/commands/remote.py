@@ -60,9 +60,18 @@ def execute(*, session_id: str, command: list[str], settings, home: Home) -> int
         line = f"cd {PROJECT_DIR} && {shlex.join(command)}"
         if sys.stdin.isatty() and sys.stdout.isatty():
             return _on_terminal(ssh, line)
-        result = ssh.run(line, timeout=24 * 3600)
-        sys.stdout.write(result.stdout)
-        sys.stderr.write(result.stderr)
-        return result.exited
+        sys.stdout.flush()
+        code = ssh.stream(line, _stdin_fd(), sys.stdout.buffer, sys.stderr.buffer)
+        if ssh.last_error():
+            print(f"clave: {ssh.last_error()}", file=sys.stderr)
+        return code
     finally:
         ssh.close()
+
+
+def _stdin_fd() -> int | None:
+    """This process's stdin as an fd to pass on, or None when there is none to read."""
+    try:
+        return sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):   # closed, or a test's stand-in object
+        return None

@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from clave.errors import ClaveError, CommandFailed, HostKeyChanged
 from clave.support.command import Result
@@ -36,6 +36,10 @@ PORT_PROBE_TIMEOUT, PORT_POLL_INTERVAL = 1.0, 0.05   # before sshd listens
 HEARTBEAT_INTERVAL, HEARTBEAT_GRACE = 10.0, 20.0
 RUN_MARKER = "CLAVE_RUN"  # environment variable tagging the processes of one run()
 EXIT_CONNECTION_LOST = 255  # what OpenSSH's `ssh` returns when the connection drops
+EXIT_BROKEN_PIPE = 141      # 128 + SIGPIPE: what a shell reports for a writer whose reader left
+RELAY_TICK = 1.0            # seconds between looks at a quiet streamed command
+RELAY_RETRY = 0.01          # seconds before retrying input the channel's window refused
+STATUS_WAIT = 5.0           # seconds for the exit status once the output has ended
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _REASONS = {
     errno.ECONNREFUSED: "connection refused",
@@ -308,6 +312,38 @@ class SshExecutor:
         self.close()
         return EXIT_CONNECTION_LOST
 
+    def stream(self, command: str, stdin: int | None, stdout: BinaryIO,
+               stderr: BinaryIO) -> int:
+        """Run `command` without a PTY, as `ssh host cmd` in a pipeline: what arrives on the
+        `stdin` fd (None: nothing) is passed on, EOF included; its output comes back as it is
+        written, each stream to its own file. Returns its exit status (255 with
+        `last_error()` set when the connection dropped). Ctrl-C, or a reader that went away
+        (`| head`), ends the remote command too."""
+        self._last_error = None
+        transport = self.transport()
+        marker = secrets.token_hex(8)
+        line = f'export {RUN_MARKER}={marker}; exec "${{SHELL:-/bin/sh}}" -c {quote(command)}'
+        try:
+            chan = transport.open_session(timeout=self.connect_timeout)
+            chan.exec_command(line)
+        except Exception as err:
+            raise self._lost(err, command) from err
+        try:
+            _relay(chan, stdin, stdout, stderr)
+        except BrokenPipeError:
+            self._kill_remote(marker)
+            return EXIT_BROKEN_PIPE
+        except KeyboardInterrupt:
+            self._kill_remote(marker)
+            raise
+        finally:
+            chan.close()
+        if chan.status_event.wait(STATUS_WAIT) and chan.exit_status >= 0:
+            return chan.exit_status
+        self._last_error = f"the SSH connection to {self.host} dropped while running " \
+                           f"`{_short(command)}`."
+        return EXIT_CONNECTION_LOST
+
     def put_file(self, remote_path: str, content: bytes, mode: int = 0o600) -> None:
         """Upload over SFTP; the file gets `mode` before any content is written (secrets)."""
         self.put_files({remote_path: (content, mode)})
@@ -544,6 +580,42 @@ def _quiet_paramiko() -> None:
     logger = logging.getLogger("paramiko")
     if not logger.handlers:
         logger.addHandler(logging.NullHandler())
+
+
+def _relay(chan: paramiko.Channel, stdin: int | None, stdout: BinaryIO,
+           stderr: BinaryIO) -> None:
+    """Copy stdin to the channel and its two output streams back until the command has
+    exited and nothing is left to read. Local stdin reaching EOF is passed on.
+
+    Input is sent only as the channel's window allows, so a command that writes without
+    reading never blocks this loop (and with it its own output).
+    """
+    pending, reading = b"", stdin is not None
+    if not reading:
+        chan.shutdown_write()
+    while True:
+        watched = [chan, stdin] if reading and not pending else [chan]
+        ready, _, _ = select.select(watched, [], [], RELAY_RETRY if pending else RELAY_TICK)
+        while chan.recv_stderr_ready():
+            _write_flush(stderr, chan.recv_stderr(65536))
+        while chan.recv_ready():
+            _write_flush(stdout, chan.recv(65536))
+        if chan.closed or (chan.exit_status_ready() and chan.eof_received):
+            if not (chan.recv_ready() or chan.recv_stderr_ready()):
+                return
+            continue
+        if reading and not pending and stdin in ready:
+            pending = os.read(stdin, 65536)
+            if not pending:
+                chan.shutdown_write()
+                reading = False
+        if pending and chan.send_ready():
+            pending = pending[chan.send(pending):]
+
+
+def _write_flush(out: BinaryIO, data: bytes) -> None:
+    out.write(data)
+    out.flush()
 
 
 def _write_all(fd: int, data: bytes) -> None:

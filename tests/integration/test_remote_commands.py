@@ -10,6 +10,8 @@ not a terminal there); `clave ssh` and an interactive `exec` run on a pseudo-ter
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -115,6 +117,15 @@ def test_exec_writes_to_the_shared_project(session, capsys):
         assert made.read_text() == "hi\n"
     finally:
         made.unlink(missing_ok=True)
+
+
+def test_exec_in_a_pipeline_reads_its_stdin_and_streams_its_output(session):
+    done = subprocess.run(
+        [sys.executable, "-m", "clave", "exec", SID, "--", "sh", "-c",
+         "tr a-z A-Z; echo end; echo warn >&2"],
+        input=b"from the pipe\n", capture_output=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"FROM THE PIPE\nend\n", b"warn\n")
 
 
 # -- refusals ----------------------------------------------------------------------------------

@@ -310,3 +310,74 @@ def user_commands(server) -> list[str]:
         with contextlib.suppress(OSError):
             out.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
     return out
+
+
+# -- stream: `clave exec` in a pipeline ------------------------------------------------------
+
+
+def test_stream_passes_stdin_on_with_its_eof_and_keeps_the_streams_apart(ssh, tmp_path):
+    read, write = os.pipe()
+    os.write(write, b"from the pipe\n")
+    os.close(write)
+    out, err = (tmp_path / "out").open("w+b"), (tmp_path / "err").open("w+b")
+    try:
+        code = ssh.stream("cat; echo done; echo oops >&2; exit 3", read, out, err)
+    finally:
+        os.close(read)
+    assert code == 3 and ssh.last_error() is None
+    assert (tmp_path / "out").read_bytes() == b"from the pipe\ndone\n"
+    assert (tmp_path / "err").read_bytes() == b"oops\n"
+
+
+def test_stream_without_stdin_gives_the_command_an_empty_one(ssh, tmp_path):
+    out = (tmp_path / "out").open("w+b")
+    assert ssh.stream("cat; echo done", None, out, out) == 0
+    assert (tmp_path / "out").read_bytes() == b"done\n"
+
+
+def test_stream_hands_output_over_while_the_command_still_runs(ssh):
+    read, write = os.pipe()
+    codes: list[int] = []
+    with os.fdopen(write, "wb") as out:
+        runner = threading.Thread(
+            target=lambda: codes.append(ssh.stream("echo first; sleep 3; echo second", None,
+                                                   out, out)))
+        runner.start()
+        first = os.read(read, 100)
+        still_running = runner.is_alive()
+        runner.join(15)
+    rest = os.read(read, 100)
+    os.close(read)
+    assert (first, still_running) == (b"first\n", True)
+    assert (rest, codes) == (b"second\n", [0])
+
+
+def test_stream_never_blocks_on_input_a_command_does_not_read(ssh, tmp_path):
+    read, write = os.pipe()
+
+    def feed() -> None:
+        with contextlib.suppress(BrokenPipeError), os.fdopen(write, "wb") as pipe:
+            pipe.write(b"x" * 5_000_000)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    out = (tmp_path / "out").open("w+b")
+    codes: list[int] = []
+    runner = threading.Thread(target=lambda: codes.append(
+        ssh.stream("head -c 3000000 /dev/zero", read, out, out)), daemon=True)
+    runner.start()
+    runner.join(60)
+    os.close(read)
+    assert codes == [0], "the stream blocked: input nobody reads held the output back"
+    assert (tmp_path / "out").stat().st_size == 3_000_000
+
+
+def test_stream_stops_the_command_when_its_reader_goes_away(ssh, sshd):
+    read, write = os.pipe()
+    tag = f"tick-{os.getpid()}-{time.monotonic_ns()}"
+    with os.fdopen(write, "wb", buffering=0) as out:
+        os.close(read)                                      # `clave exec … | head` is gone
+        code = ssh.stream(f"while :; do echo {tag}; done", None, out, out)
+    assert code == 141
+    looking = f"pgrep -f '[{tag[0]}]{tag[1:]}' || true"   # a pattern that is not its own line
+    assert wait_until(lambda: ssh.run(looking).stdout.strip() == "", 10)
