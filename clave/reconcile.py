@@ -7,7 +7,6 @@ leftover clone is kept and its branch saved into the project, never deleted.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from pathlib import Path
 from clave.context import SESSION_ID_LENGTH
 from clave.errors import ClaveError
 from clave.home import Home
+from clave.support import process
 
 SESSION_VM = re.compile(rf"^clave-[a-z0-9]{{{SESSION_ID_LENGTH}}}$")   # CloneVm's names
 
@@ -29,19 +29,9 @@ class Leftover:
     remove: Callable[[], None] = field(repr=False, compare=False)
 
 
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:   # a zombie is dead for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
-    except OSError:
-        return True
+def owner_alive(record) -> bool:
+    """The clave process that owns a session still runs (not merely its pid)."""
+    return process.alive(record.clave_pid, record.clave_started)
 
 
 def find_leftovers(store, tart, herd, git, home: Home, base_vm: str,
@@ -49,7 +39,7 @@ def find_leftovers(store, tart, herd, git, home: Home, base_vm: str,
     from clave.support.tunnel import stop_forwarder
 
     records = store.sessions() if store else []
-    dead = [r for r in records if not pid_alive(r.clave_pid)]
+    dead = [r for r in records if not owner_alive(r)]
     live_vms = {r.vm_name for r in records if r not in dead}
     found: list[Leftover] = []
     for record in dead:

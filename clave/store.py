@@ -71,6 +71,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # the VM's SSH host key, pinned by the session for `clave ssh` / `exec` / --resume
         "ALTER TABLE sessions ADD COLUMN host_key TEXT",
     ),
+    (
+        # when that clave process started: a reused pid is not the owner (support/process.py)
+        "ALTER TABLE sessions ADD COLUMN clave_started TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -94,6 +98,7 @@ class SessionRecord:
     app_url: str | None = None
     services_mode: str | None = None
     clave_pid: int | None = None
+    clave_started: str | None = None
     host_key: str | None = None
     status: SessionStatus = SessionStatus.STARTING
     started_at: datetime | None = None    # set by Store.add when None

@@ -37,20 +37,22 @@ def run(*, project_dir: Path, on_exit: OnExit | None, settings, home: Home, ui) 
 
 def resume(*, session_id: str | None, project_dir: Path, on_exit: OnExit | None, settings,
            home: Home, ui) -> int:
-    from clave.reconcile import pid_alive
+    from clave.reconcile import owner_alive
     from clave.store import SessionStatus, Store
+    from clave.support import process
 
     if not home.db.exists():
         raise UsageError("there is no session to resume: `clave sessions` lists them.")
     with Store.open(home) as store:
-        record = _pick(store, session_id, project_dir.resolve(), pid_alive)
-        if pid_alive(record.clave_pid) and record.clave_pid != os.getpid():
+        record = _pick(store, session_id, project_dir.resolve(), owner_alive)
+        if owner_alive(record) and record.clave_pid != os.getpid():
             raise UsageError(f"session {record.session_id} is still attached in another "
                              f"terminal (clave pid {record.clave_pid}).")
         if record.status == SessionStatus.TEARING_DOWN:   # its code may be merged already
             raise UsageError(f"session {record.session_id} was being torn down when its clave "
                              "stopped: `clave cleanup` finishes that.")
-        store.record(record.session_id, clave_pid=os.getpid())
+        store.record(record.session_id, clave_pid=os.getpid(),
+                     clave_started=process.started(os.getpid()))
         ctx = SessionContext(
             session_id=record.session_id, project_name=record.project_name,
             project_dir=Path(record.project_dir),
@@ -65,13 +67,13 @@ def resume(*, session_id: str | None, project_dir: Path, on_exit: OnExit | None,
         return _drive(ctx, settings, home, ui, store, fresh=False, host_key=record.host_key)
 
 
-def _pick(store, session_id: str | None, project_dir: Path, pid_alive):
+def _pick(store, session_id: str | None, project_dir: Path, owner_alive):
     if session_id:
         record = store.get(session_id)
         if record is None:
             raise UsageError(f"no session {session_id!r}: `clave sessions` lists them.")
         return record
-    orphans = [r for r in store.sessions(project_dir) if not pid_alive(r.clave_pid)]
+    orphans = [r for r in store.sessions(project_dir) if not owner_alive(r)]
     if not orphans:
         raise UsageError("there is no detached session of this project to resume: "
                          "`clave sessions` lists them.")

@@ -7,6 +7,7 @@ import os
 from clave.context import SessionContext
 from clave.steps.base import Step
 from clave.store import Store
+from clave.support import process
 
 
 class SaveSession(Step):
@@ -25,6 +26,7 @@ class SaveSession(Step):
                 services_mode=ctx.services_mode.value,
                 status="starting",
                 clave_pid=os.getpid(),
+                clave_started=process.started(os.getpid()),
             )
 
     def undo(self, ctx: SessionContext) -> None:

@@ -610,7 +610,12 @@ def _relay(chan: paramiko.Channel, stdin: int | None, stdout: BinaryIO,
                 chan.shutdown_write()
                 reading = False
         if pending and chan.send_ready():
-            pending = pending[chan.send(pending):]
+            try:
+                pending = pending[chan.send(pending):]
+            except OSError:
+                if not chan.closed:
+                    raise
+                pending = b""    # the command is gone: its output is what is left to read
 
 
 def _write_flush(out: BinaryIO, data: bytes) -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from clave.errors import ClaveError
-from clave.reconcile import Leftover, find_leftovers, pid_alive, remove_all
+from clave.reconcile import Leftover, find_leftovers, remove_all
+from clave.support import process
 from clave.support.git import GitManager
 from clave.support.herd import HerdManager
 from clave.support.tart import TartManager
@@ -195,23 +195,9 @@ def test_one_failure_never_stops_the_others():
     assert removed == ["record"]
 
 
-def test_this_process_is_alive_and_no_pid_is_not():
-    assert pid_alive(os.getpid())
-    assert not pid_alive(None) and not pid_alive(0)
-
-
-def test_a_reaped_process_is_dead():
-    assert not pid_alive(dead_pid())
-
-
-def test_a_zombie_is_dead():
-    child = subprocess.Popen(["true"])
-    try:
-        deadline = time.monotonic() + 10
-        stat = Path(f"/proc/{child.pid}/stat")
-        while stat.read_text().split(") ")[-1][:1] != "Z":
-            assert time.monotonic() < deadline, "the child never exited"
-            time.sleep(0.01)
-        assert not pid_alive(child.pid)
-    finally:
-        child.wait()
+def test_a_session_whose_pid_another_process_now_holds_is_dead(world):
+    # this process holds the recorded pid, but it is not the clave that started then
+    session_row(world, DEAD, os.getpid(), clave_started="another-boot:12345")
+    session_row(world, LIVE, os.getpid(), clave_started=process.started(os.getpid()))
+    found = {x.name for x in leftovers(world) if x.kind == "record"}
+    assert found == {DEAD}

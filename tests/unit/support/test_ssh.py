@@ -362,9 +362,15 @@ def test_stream_never_blocks_on_input_a_command_does_not_read(ssh, tmp_path):
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
     out = (tmp_path / "out").open("w+b")
-    codes: list[int] = []
-    runner = threading.Thread(target=lambda: codes.append(
-        ssh.stream("head -c 3000000 /dev/zero", read, out, out)), daemon=True)
+    codes: list[object] = []
+
+    def run() -> None:
+        try:
+            codes.append(ssh.stream("head -c 3000000 /dev/zero", read, out, out))
+        except Exception as err:  # noqa: BLE001 - shown by the assertion below
+            codes.append(err)
+
+    runner = threading.Thread(target=run, daemon=True)
     runner.start()
     runner.join(60)
     os.close(read)
