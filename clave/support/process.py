@@ -30,6 +30,25 @@ def started(pid: int) -> str | None:
     return " ".join(result.stdout.split()) or None if result.ok else None
 
 
+def describe(pid: int) -> tuple[str, str] | None:
+    """(state, command line) of a process, or None when there is no such process."""
+    proc = Path(f"/proc/{pid}")
+    if Path("/proc/self").exists():
+        try:
+            stat = (proc / "stat").read_text()
+            args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return None
+        return stat[stat.rindex(")") + 2:].split()[0], args
+    from clave.support.command import run  # macOS: no /proc
+
+    result = run(["ps", "-o", "stat=,args=", "-p", str(pid)], check=False)
+    if not result.ok or not result.stdout.strip():
+        return None
+    state, _, args = result.stdout.strip().partition(" ")
+    return state, args
+
+
 def alive(pid: int | None, stamp: str | None = None) -> bool:
     """`pid` runs, is no zombie, and (when `stamp` is known) is the process that started
     then."""
@@ -41,9 +60,7 @@ def alive(pid: int | None, stamp: str | None = None) -> bool:
         return False
     except PermissionError:
         pass
-    try:   # a zombie is dead for our purposes
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[-1][:1] == "Z":
-            return False
-    except OSError:
-        pass
+    found = describe(pid)
+    if found is not None and found[0].startswith(("Z", "X")):   # a zombie is dead to us
+        return False
     return stamp is None or started(pid) == stamp

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from clave.errors import ClaveError
+from clave.support import process
 
 if TYPE_CHECKING:
     import paramiko
@@ -179,7 +180,7 @@ def forwarder_alive(pid: int) -> bool:
     if child is not None and child.poll() is not None:  # ours and exited: reaped, not a zombie
         del _children[pid]
         return False
-    found = _process(pid)
+    found = process.describe(pid)
     if found is None:
         return False
     state, args = found
@@ -396,25 +397,6 @@ def _child_env() -> dict[str, str]:
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env
-
-
-def _process(pid: int) -> tuple[str, str] | None:
-    """(state, command line) of a process, or None when there is no such process."""
-    proc = Path(f"/proc/{pid}")
-    if Path("/proc/self").exists():
-        try:
-            stat = (proc / "stat").read_text()
-            args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            return None
-        return stat[stat.rindex(")") + 2:].split()[0], args
-    from clave.support.command import run  # macOS: no /proc
-
-    result = run(["ps", "-o", "stat=,args=", "-p", str(pid)], check=False)
-    if not result.ok or not result.stdout.strip():
-        return None
-    state, _, args = result.stdout.strip().partition(" ")
-    return state, args
 
 
 def _last_line(path: Path) -> str:
