@@ -203,9 +203,15 @@ def main() -> int:
         return 0   # launched ahead of time, then cancelled (or its clave died)
     config = json.loads(orders)
     ready = os.fdopen(config["ready_fd"], "w")
-    stop = threading.Event()
+    stop, serving = threading.Event(), threading.Event()
+
+    def on_signal(*_: object) -> None:
+        stop.set()
+        if not serving.is_set():
+            raise _Stopped   # still waiting for sshd: no use waiting any longer
+
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     forwarder = Forwarder(config)
     try:
         forwarder.start()
@@ -214,11 +220,20 @@ def main() -> int:
         _report(ready, {"error": err.message})
         forwarder.close()
         return 1
+    except _Stopped:
+        log.info("asked to stop before the tunnel was up")
+        forwarder.close()
+        return 0
+    serving.set()
     _report(ready, {"ok": True, "host_key": forwarder.host_key})
     reason = forwarder.serve(stop)
     log.info("exiting: %s", reason)
     forwarder.close()
     return 0
+
+
+class _Stopped(Exception):
+    """A signal arrived before the forwarder served."""
 
 
 class Forwarder:
@@ -257,8 +272,10 @@ class Forwarder:
         ssh.set_host(self.config["host"]).use_password(self.config["password"])
         if self.config.get("host_key"):
             ssh.pin_host_key(self.config["host_key"])
-        if self.config.get("wait"):
-            ssh.wait_ready(self.config["wait"])   # ordered while the VM boots
+        if self.config.get("wait"):             # ordered while the VM boots
+            log.info("waiting up to %ss for %s to accept a login", self.config["wait"],
+                     self.where)
+            ssh.wait_ready(self.config["wait"])
         self.transport = ssh.transport()
         self.host_key = ssh.host_key_fingerprint
         log.info("connected to %s:%s (host key %s)", self.where, self.config["port"],

@@ -295,6 +295,17 @@ def test_an_order_returns_at_once_and_ready_tells_the_host_key_the_forwarder_saw
         stop_forwarder(launch.pid)
 
 
+def test_a_forwarder_still_waiting_for_sshd_stops_at_once_when_asked(tmp_path):
+    launch = ForwarderLaunch(tmp_path / "tunnel.log")
+    nobody = free_port()                     # nothing listens: it keeps waiting for sshd
+    launch.order(host="127.0.0.1", user="admin", password="x", port=nobody, host_key=None,
+                 local=[], remote=[], wait=60)
+    assert wait_until(lambda: "to accept a login" in (tmp_path / "tunnel.log").read_text(), 30)
+    stop_forwarder(launch.pid, timeout=10)
+    assert launch.proc.wait(10) == 0          # it honoured SIGTERM: no SIGKILL was needed
+    assert "asked to stop before the tunnel was up" in (tmp_path / "tunnel.log").read_text()
+
+
 def test_a_cancelled_launch_leaves_no_process(tmp_path):
     launch = ForwarderLaunch(tmp_path / "tunnel.log")
     launch.cancel()
