@@ -63,11 +63,26 @@ class SessionTeardown:
     def choose(self) -> OnExit:
         if self.ctx.on_exit is not None:
             return self.ctx.on_exit
+        self._summarise()
         try:
             answer = self.ui.select(QUESTION, OnExit.options(), OnExit.KEEP.value)
         except (OSError, ClaveError):   # the terminal is gone (SIGHUP): the safe answer
             answer = None
         return OnExit.coerce(answer) or OnExit.KEEP
+
+    def _summarise(self) -> None:
+        """What is at stake, said before the question (a summary that fails says nothing)."""
+        from clave.support.git_summary import summarise
+
+        ctx = self.ctx
+        if not ctx.base_branch:
+            return
+        try:
+            summary = summarise(ctx.project_dir, ctx.clone_path, ctx.base_branch)
+            for line in summary.lines(ctx.session_branch, ctx.base_branch):
+                self.ui.info(line)
+        except (ClaveError, OSError):
+            return
 
     def handle_clone(self) -> None:
         ctx = self.ctx

@@ -163,6 +163,22 @@ def test_without_on_exit_the_user_is_asked_and_their_answer_is_done(world, sessi
     assert not session.clone_path.exists()
 
 
+def test_the_question_comes_after_what_is_at_stake(world, session, screen):
+    screen.select = lambda *args, **kwargs: screen.lines.append(("asked", QUESTION))
+    teardown(world, session, screen).run()
+    assert screen.lines[:3] == [
+        ("info", f"{BRANCH}: 1 commit, 1 file changed, 1 insertion(+)."),
+        ("info", "Merging into main would not conflict."),
+        ("asked", QUESTION),
+    ]
+
+
+def test_a_decision_given_up_front_skips_the_summary(world, session, screen):
+    session.on_exit = OnExit.KEEP
+    teardown(world, session, screen).run()
+    assert not any("would not conflict" in line for line in screen.said("info"))
+
+
 @pytest.mark.parametrize("answer", [None, OSError("terminal gone"), ClaveError("no tty")],
                          ids=["cancelled", "terminal-gone", "ui-error"])
 def test_no_usable_answer_means_keep(world, session, screen, answer):
