@@ -197,6 +197,9 @@ def test_merge_chosen_at_the_prompt_brings_every_change_into_the_base_branch(wor
     session.send("2\r")                      # the menu's second entry: Merge
     assert session.wait() == 0
     assert "? What should happen to this session's code? Merge" in session.text
+    assert re.search(r"clave/s-[a-z0-9]{8}: 1 commit, 1 file changed, 1 insertion\(\+\), "
+                     r"1 uncommitted path\.", session.text)
+    assert "Merging into main would not conflict." in session.text
 
     assert world.git("rev-parse", "--abbrev-ref", "HEAD") == "main"
     assert world.git("status", "--porcelain") == ""
