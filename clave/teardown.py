@@ -116,7 +116,8 @@ class SessionTeardown:
     def _keep(self) -> None:
         ctx = self.ctx
         self.git.keep(ctx.project_dir, ctx.clone_path, ctx.session_branch)
-        self.ui.info(f"kept the clone at {ctx.clone_path} on branch {ctx.session_branch}.")
+        self.ui.info(f"kept the clone at {ctx.clone_path} on branch {ctx.session_branch} "
+                     f"(also in your repository: `git merge {ctx.session_branch}` when ready).")
 
     def _status(self, status: str) -> None:
         with contextlib.suppress(ClaveError):

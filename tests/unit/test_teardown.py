@@ -203,7 +203,8 @@ def test_a_merge_that_cannot_happen_is_reported_and_the_clone_is_kept(world, ses
     assert (session.clone_path / "feature.txt").is_file()
     assert any(line.startswith("merge did not happen") for line in screen.said("warn"))
     assert world.git("show", f"{BRANCH}:feature.txt") == "the agent's work\n"   # kept instead
-    assert any("kept the clone" in line for line in screen.said("info"))
+    assert any("kept the clone" in line and f"`git merge {BRANCH}` when ready" in line
+               for line in screen.said("info"))
 
 
 def test_the_session_record_and_its_logs_are_gone_at_the_end(world, session, screen):
