@@ -52,6 +52,11 @@ def build_image(*, settings, home: Home, project_dir: Path | None, ui, force: bo
                 raise
             finally:
                 engine.clean()   # removes the build VM; reports its own failures
+        if build.adopted is not None and not build.ran:
+            ui.info(f"The base VM {build.base!r} already has all "
+                    f"{len(build.pipeline.fragments)} steps (its own record says so); "
+                    "this Mac now knows it too.")
+            return
         fresh = [f.key for f in build.pipeline.fragments if f.key not in build.ran]
         ui.info(f"Built {build.base!r}: ran {', '.join(build.ran) or 'nothing'}"
                 + (f"; up to date: {', '.join(fresh)}." if fresh else "."))

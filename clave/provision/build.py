@@ -3,7 +3,8 @@
 The current base is never modified: the build works on a clone named `<base>-build` and
 only a finished, cleanly shut down build is renamed to `<base>`. The digests the base was
 built with are kept on the host (`provision-state.json`) so `--update` can tell what is
-stale without booting anything.
+stale without booting anything; a base built elsewhere has no such record, so its own
+(/etc/clave/image.json) is read once it boots.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from clave.errors import ClaveError
 from clave.home import Home
 from clave.locks import file_lock
-from clave.provision.pipeline import Fragment, ProvisioningPipeline
+from clave.provision.pipeline import IMAGE_RECORD, Fragment, ProvisioningPipeline
 from clave.support.share import mount_share
 from clave.support.ssh import SshExecutor, quote
 from clave.support.tart import TartManager
@@ -43,6 +44,7 @@ class ImageBuild:
         self.proc: subprocess.Popen | None = None
         self.ran: list[str] = []
         self.swapped = False                    # the new image is the base now
+        self.adopted: dict | None = None        # digests read from a base built elsewhere
         self._base_exists: bool | None = None   # asked once per build: tart is slow to ask
 
     # -- what is stale ------------------------------------------------------------------
@@ -51,11 +53,25 @@ class ImageBuild:
         return self.home.root / "provision-state.json"
 
     def state(self) -> dict:
+        """What this Mac recorded of the base's build, else what the base itself says."""
         try:
             data = json.loads(self.state_path.read_text())
         except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) and data.get("base_vm") == self.base else {}
+            data = None
+        if isinstance(data, dict) and data.get("base_vm") == self.base:
+            return data
+        return self.adopted or {}
+
+    def adopt(self) -> None:
+        """A base this Mac did not build (`tart clone <ref> clave-base`) carries its steps'
+        digests in IMAGE_RECORD: with them, only the steps that differ run."""
+        said = self.ssh.run(f"cat {IMAGE_RECORD}", timeout=30)
+        try:
+            steps = json.loads(said.stdout).get("steps") if said.ok else None
+        except (ValueError, AttributeError):
+            return
+        if isinstance(steps, dict):
+            self.adopted = {"base_vm": self.base, "image": self.image, "steps": steps}
 
     def base_exists(self) -> bool:
         if self._base_exists is None:
@@ -121,6 +137,9 @@ class ImageBuild:
         self.ssh.wait_ready(90)
         self.ssh.run(f"sudo mkdir -p {SCRIPTS_DIR}", check=True)
         mount_share(self.ssh, SCRIPTS_TAG, SCRIPTS_DIR, 30, hint=hint)
+        if not fresh and not self.state():
+            hint("reading the base's record of its steps")
+            self.adopt()
 
     def write_scripts(self) -> None:
         self.scripts_dir.mkdir(parents=True, exist_ok=True)
@@ -142,6 +161,11 @@ class ImageBuild:
         self.ran.append(fragment.key)
 
     def finalize(self, hint) -> None:
+        if self.adopted is not None and not self.ran:
+            hint("the base has every step already: recording its digests on this Mac")
+            self.remove_vm()     # unchanged: nothing to swap in
+            self.save_state()
+            return
         hint("recording the image digests")
         self.ssh.run(f"sudo bash -c {quote(self.pipeline.record_command())}", check=True)
         hint("shutting the guest down")

@@ -151,6 +151,47 @@ def test_update_after_the_base_image_setting_changes_rebuilds_everything_from_th
     assert world.vms() == [BASE]
 
 
+def pulled_base(world: ProvisionWorld, monkeypatch) -> None:
+    """A base made elsewhere (`tart clone <ref> clave-base`): its image records the steps it
+    was built with; this Mac has no record of its own."""
+    world.fake.create_vm(BASE)
+    record = world.home.parent / "pulled-image.json"
+    expected = pipeline(world)
+    record.write_text(json.dumps({"checksum": expected.checksum, "steps": expected.digests()}))
+    monkeypatch.setenv("CLAVE_TEST_BASE_RECORD", str(record))
+
+
+def test_a_pulled_base_with_every_step_is_adopted_in_one_boot_and_nothing_runs(
+        provision_world, monkeypatch):
+    world = provision_world
+    pulled_base(world, monkeypatch)
+    done = world.provision("--update")
+
+    assert "already has all 3 steps (its own record says so)" in done.stdout
+    [boot] = world.boots()
+    assert world.ran_in(boot) == []
+    assert world.calls_for("rename") == []                 # unchanged: nothing swapped in
+    assert world.vms() == [BASE]
+    assert host_state(world)["steps"] == pipeline(world).digests()
+    world.fake.clear_calls()
+    again = world.provision("--update")                    # now known here: no boot at all
+    assert "Nothing to do." in again.stdout and set(world.verbs()) == {"get"}
+
+
+def test_a_pulled_base_runs_only_the_steps_that_changed_since_it_was_built(
+        provision_world, monkeypatch):
+    world = provision_world
+    pulled_base(world, monkeypatch)
+    world.edit("20-bravo", "bravo v1", "bravo v2")
+    done = world.provision("--update")
+
+    assert "ran 20-bravo; up to date: 10-alpha, 30-charlie." in done.stdout
+    [boot] = world.boots()
+    assert world.ran_in(boot) == ["bravo"]
+    assert ["rename", BUILD, BASE] in world.calls_for("rename")
+    assert host_state(world)["steps"] == pipeline(world).digests()
+
+
 # --- failure and interruption ----------------------------------------------------------------
 
 def test_a_missing_fragment_directory_is_refused_before_anything_is_created(provision_world,

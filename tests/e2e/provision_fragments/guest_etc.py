@@ -16,9 +16,23 @@ from pathlib import Path
 from tests.harness.fakevm import FakeVm as HarnessVm
 
 ARCHIVE_ENV = "CLAVE_TEST_GUEST_ETC"
+RECORD_ENV = "CLAVE_TEST_BASE_RECORD"   # a base built elsewhere: its /etc/clave/image.json
+IMAGE_RECORD = "/etc/clave/image.json"
 
 
 class FakeVm(HarnessVm):
+    @classmethod
+    def boot(cls, name, shares, state_dir, **options):
+        """A test VM has no disk to carry the base's files: a pulled base's image record is
+        written into its /etc here, before tart publishes the address."""
+        vm = super().boot(name, shares, state_dir, **options)
+        record = os.environ.get(RECORD_ENV)
+        if record:
+            vm.wait_ssh(60)
+            vm.exec(["sh", "-c", f"mkdir -p /etc/clave && cat > {IMAGE_RECORD}"],
+                    input=Path(record).read_text())
+        return vm
+
     def destroy(self) -> None:
         archive = os.environ.get(ARCHIVE_ENV)
         upper = self.state_dir / "etc.upper"
