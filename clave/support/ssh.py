@@ -329,7 +329,7 @@ class SshExecutor:
         except Exception as err:
             raise self._lost(err, command) from err
         try:
-            _relay(chan, stdin, stdout, stderr)
+            _relay(chan, stdin, stdout, stderr, Heartbeat(transport))
         except BrokenPipeError:
             self._kill_remote(marker)
             return EXIT_BROKEN_PIPE
@@ -583,9 +583,10 @@ def _quiet_paramiko() -> None:
 
 
 def _relay(chan: paramiko.Channel, stdin: int | None, stdout: BinaryIO,
-           stderr: BinaryIO) -> None:
+           stderr: BinaryIO, heartbeat: Heartbeat) -> None:
     """Copy stdin to the channel and its two output streams back until the command has
-    exited and nothing is left to read. Local stdin reaching EOF is passed on.
+    exited and nothing is left to read, or the VM stopped answering. Local stdin reaching
+    EOF is passed on.
 
     Input is sent only as the channel's window allows, so a command that writes without
     reading never blocks this loop (and with it its own output).
@@ -604,6 +605,8 @@ def _relay(chan: paramiko.Channel, stdin: int | None, stdout: BinaryIO,
             if not (chan.recv_ready() or chan.recv_stderr_ready()):
                 return
             continue
+        if not ready and heartbeat.dead():
+            return
         if reading and not pending and stdin in ready:
             pending = os.read(stdin, 65536)
             if not pending:

@@ -387,3 +387,17 @@ def test_stream_stops_the_command_when_its_reader_goes_away(ssh, sshd):
     assert code == 141
     looking = f"pgrep -f '[{tag[0]}]{tag[1:]}' || true"   # a pattern that is not its own line
     assert wait_until(lambda: ssh.run(looking).stdout.strip() == "", 10)
+
+
+def test_a_stream_whose_connection_drops_returns_255_with_last_error(own_sshd, tmp_path):
+    out = (tmp_path / "out").open("w+b")
+    codes: list[int] = []
+    with executor(own_sshd) as ssh:
+        runner = threading.Thread(target=lambda: codes.append(
+            ssh.stream("echo ready; sleep 30", None, out, out)), daemon=True)
+        runner.start()
+        assert wait_until(lambda: (tmp_path / "out").read_bytes() == b"ready\n", 10)
+        own_sshd.kill_all()
+        runner.join(20)
+        assert codes == [255]
+        assert ssh.last_error().startswith("the SSH connection to 127.0.0.1 dropped")
