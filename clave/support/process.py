@@ -27,7 +27,8 @@ def started(pid: int) -> str | None:
     from clave.support.command import run
 
     result = run(["ps", "-o", "lstart=", "-p", str(pid)], check=False)
-    return " ".join(result.stdout.split()) or None if result.ok else None
+    stamp = " ".join(result.stdout.split()) if result.ok else ""
+    return stamp or None
 
 
 def describe(pid: int) -> tuple[str, str] | None:
