@@ -11,15 +11,18 @@ from typing import TextIO
 
 from clave.home import Home
 from clave.store import SessionRecord, Store
+from clave.support import process
 
 HEADERS = ("ID", "PROJECT", "BRANCH", "VM", "URL/PORT", "STATUS", "STARTED")
 NONE = "-"
+DETACHED = "detached"
 
 
 def run(*, home: Home, as_json: bool, out: TextIO, now: datetime | None = None) -> int:
     records = _records(home)
     if as_json:
-        out.write(json.dumps([record.as_dict() for record in records], indent=2) + "\n")
+        listed = [{**record.as_dict(), "attached": attached(record)} for record in records]
+        out.write(json.dumps(listed, indent=2) + "\n")
         return 0
     if not records:
         out.write("No sessions.\n")
@@ -27,8 +30,19 @@ def run(*, home: Home, as_json: bool, out: TextIO, now: datetime | None = None) 
     from clave.ui import Ui
 
     now = now or datetime.now(UTC)
-    Ui.create(out=out).table(HEADERS, [row(record, now) for record in records])
+    rows = [row(record, now) for record in records]
+    Ui.create(out=out).table(HEADERS, rows)
+    if any(r[HEADERS.index("STATUS")] == DETACHED for r in rows):
+        out.write(f"{DETACHED}: its clave stopped; `clave --resume ID` re-attaches, "
+                  "`clave cleanup` removes what it left.\n")
     return 0
+
+
+def attached(record: SessionRecord) -> bool | None:
+    """Whether the clave that owns the session still runs (None: no owner recorded)."""
+    if not record.clave_pid:
+        return None
+    return process.alive(record.clave_pid, record.clave_started)
 
 
 def row(record: SessionRecord, now: datetime) -> tuple[str, ...]:
@@ -38,7 +52,7 @@ def row(record: SessionRecord, now: datetime) -> tuple[str, ...]:
         record.clone_branch or NONE,
         record.vm_name or NONE,
         _address(record),
-        record.status.value,
+        DETACHED if attached(record) is False else record.status.value,
         ago(record.started_at, now) if record.started_at else NONE,
     )
 

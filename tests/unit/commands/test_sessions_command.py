@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from clave.commands import sessions
 from clave.home import Home
 from clave.store import Store
+from clave.support import process
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -77,6 +80,20 @@ def test_json_lists_every_record_with_all_columns(home):
     assert record["status"] == "starting"
     assert datetime.fromisoformat(record["started_at"]) == NOW - timedelta(minutes=3)
     assert {"clone_path", "tart_pid", "proxy_name", "updated_at"} <= record.keys()
+
+
+def test_a_session_whose_clave_died_shows_as_detached_with_what_to_do(home):
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    seed(home, "aaaa1111", 3, status="running", clave_pid=gone.pid)
+    seed(home, "bbbb2222", 1, status="running", clave_pid=os.getpid(),
+         clave_started=process.started(os.getpid()))
+    printed = run(home)
+    assert "detached" in next(line for line in printed.splitlines() if "aaaa1111" in line)
+    assert "running" in next(line for line in printed.splitlines() if "bbbb2222" in line)
+    assert "`clave --resume ID` re-attaches, `clave cleanup` removes what it left" in printed
+    listed = {r["session_id"]: r["attached"] for r in json.loads(run(home, as_json=True))}
+    assert listed == {"aaaa1111": False, "bbbb2222": True}
 
 
 @pytest.mark.parametrize(("delta", "text"), [
