@@ -31,10 +31,12 @@ class ValidCache:
         return key in self._entries()
 
     def add(self, key: str) -> None:
-        """Best effort: a home that cannot be written only means checking again next time."""
+        """Best effort: a home that cannot be written only means checking again next time.
+        A home that does not exist yet is not made for a cache: a command that then fails
+        must leave nothing behind."""
         entries = [e for e in self._entries() if e != key][-(LIMIT - 1):] + [key]
         with contextlib.suppress(OSError):
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, exist_ok=True)
             temporary = self.path.with_name(f"{self.path.name}.{os.getpid()}")
             temporary.write_text("".join(f"{e}\n" for e in entries))
             os.replace(temporary, self.path)

@@ -26,13 +26,9 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.session_world import FAKES, ROOT, World, wait_for
+from tests.harness.plugin import require_plugin
 
-PLUGIN = "tests.harness.fixtures"
-if PLUGIN not in sys.modules:  # the VM fixtures and the leak check come from the harness
-    reason = f"the Linux test VM fixtures are not loaded: run pytest with `-p {PLUGIN}`"
-    if os.environ.get("CLAVE_REQUIRE_VMS") == "1":
-        pytest.fail(reason + " (CLAVE_REQUIRE_VMS=1)", pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
+require_plugin()
 
 from tests.harness import leaks  # noqa: E402  (after the skip: it needs the plugin's env)
 from tests.harness.fakevm import OWNER_ENV  # noqa: E402

@@ -19,16 +19,12 @@ import pytest
 
 from clave.provision.pipeline import ProvisioningPipeline, builtin_fragments
 from tests.e2e.conftest import BASE, BUILD, ROOT, ProvisionWorld
+from tests.harness.plugin import require_plugin
 
-PLUGIN = "tests.harness.fixtures"
 IMAGE = "ghcr.io/cirruslabs/ubuntu:latest"
 STEPS = ["alpha", "bravo", "charlie"]
 
-if PLUGIN not in sys.modules:  # the leak check and the VM owner tag come from the plugin
-    reason = f"the Linux test VM fixtures are not loaded: run pytest with `-p {PLUGIN}`"
-    if os.environ.get("CLAVE_REQUIRE_VMS") == "1":
-        pytest.fail(reason + " (CLAVE_REQUIRE_VMS=1)", pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
+require_plugin()
 
 pytestmark = pytest.mark.vm
 

@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -29,13 +28,9 @@ from tests.e2e.session_world import (
     secret_in_argv,
     wait_for,
 )
+from tests.harness.plugin import require_plugin
 
-PLUGIN = "tests.harness.fixtures"
-if PLUGIN not in sys.modules:  # the VM fixtures and the leak check come from the harness
-    reason = f"the Linux test VM fixtures are not loaded: run pytest with `-p {PLUGIN}`"
-    if os.environ.get("CLAVE_REQUIRE_VMS") == "1":
-        pytest.fail(reason + " (CLAVE_REQUIRE_VMS=1)", pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
+require_plugin()
 
 from tests.harness import leaks  # noqa: E402  (after the skip: it needs the plugin's env)
 from tests.harness.fakevm import OWNER_ENV  # noqa: E402

@@ -6,8 +6,6 @@ Run with `python -m pytest -p tests.harness.fixtures tests/integration/test_ssh_
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -20,16 +18,12 @@ from clave.errors import ClaveError, HostKeyChanged
 from clave.support.share import mount_share
 from clave.support.ssh import SshExecutor
 from clave.support.tunnel import forwarder_alive, start_forwarder, stop_forwarder
+from tests.harness.plugin import require_plugin
 from tests.unit.support.sshd import PtyChild, free_port, wait_until
 
 ADMIN = "admin"
-PLUGIN = "tests.harness.fixtures"
 
-if PLUGIN not in sys.modules:  # the VM fixtures come from the harness plugin
-    reason = f"the Linux test VM fixtures are not loaded: run pytest with `-p {PLUGIN}`"
-    if os.environ.get("CLAVE_REQUIRE_VMS") == "1":
-        pytest.fail(reason + " (CLAVE_REQUIRE_VMS=1)", pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
+require_plugin()
 
 
 @dataclass

@@ -45,30 +45,28 @@ def make_clone(world, sid: str) -> Path:
     return clone
 
 
+def running_session(world, sid: str, pid: int, port: int) -> Path:
+    """A session's running VM, proxy, clone and record, owned by the clave with `pid`."""
+    vm, proxy = f"clave-{sid}", f"{PROJECT}-{sid}"
+    clone = make_clone(world, sid)
+    world.tart("clone", BASE_VM, vm)
+    world.start_vm(vm)
+    HerdManager().proxy(proxy, f"http://127.0.0.1:{port}")
+    session_row(world, sid, pid, vm_name=vm, proxy_name=proxy, clone_path=str(clone),
+                clone_branch=f"clave/s-{sid}")
+    return clone
+
+
 @pytest.fixture
 def crashed(world):
     """A session whose clave was SIGKILLed mid-run: running VM, proxy, clone, record."""
-    vm, proxy = f"clave-{DEAD}", f"{PROJECT}-{DEAD}"
-    clone = make_clone(world, DEAD)
-    world.tart("clone", BASE_VM, vm)
-    world.start_vm(vm)
-    HerdManager().proxy(proxy, "http://127.0.0.1:8123")
-    session_row(world, DEAD, dead_pid(), vm_name=vm, proxy_name=proxy, clone_path=str(clone),
-                clone_branch=f"clave/s-{DEAD}")
-    return clone
+    return running_session(world, DEAD, dead_pid(), 8123)
 
 
 @pytest.fixture
 def live(world):
     """A session whose clave is this very process."""
-    vm, proxy = f"clave-{LIVE}", f"{PROJECT}-{LIVE}"
-    clone = make_clone(world, LIVE)
-    world.tart("clone", BASE_VM, vm)
-    world.start_vm(vm)
-    HerdManager().proxy(proxy, "http://127.0.0.1:8124")
-    session_row(world, LIVE, os.getpid(), vm_name=vm, proxy_name=proxy, clone_path=str(clone),
-                clone_branch=f"clave/s-{LIVE}")
-    return clone
+    return running_session(world, LIVE, os.getpid(), 8124)
 
 
 def leftovers(world, provisioning: bool = False) -> list[Leftover]:

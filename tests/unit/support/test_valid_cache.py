@@ -12,6 +12,7 @@ import pytest
 
 from clave import config
 from clave.errors import ConfigError
+from clave.home import Home
 from clave.support.valid_cache import LIMIT, ValidCache
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -51,7 +52,16 @@ def test_a_bad_value_is_refused_every_time_even_after_a_good_one(monkeypatch):
             config.load(Path.cwd())
 
 
+def test_a_home_that_does_not_exist_is_not_made_for_the_cache(tmp_path, monkeypatch):
+    home = tmp_path / "never-used"
+    monkeypatch.setenv("CLAVE_HOME", str(home))
+    monkeypatch.setenv("CLAVE_VM_CPUS", "4")
+    assert config.load(Path.cwd()).get("vm.cpus") == 4
+    assert not home.exists()
+
+
 def test_settings_that_passed_once_load_without_jsonschema(tmp_path):
+    Home.from_env().ensure()                # a home clave has used before
     project = tmp_path / "app"
     project.mkdir()
     (project / ".clave.json").write_text(json.dumps({"vm": {"cpus": 2}}))
