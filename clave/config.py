@@ -4,7 +4,7 @@ Each file is checked against its JSON Schema (`clave/schemas/`) before any value
 bad file stops clave with one sentence (file, key, what was expected) before anything exists.
 jsonschema and yaml are imported only when there is a file or variable to check: commands that
 never read settings, and runs with no config at all, do not pay for them; nor do settings
-that passed before unchanged (support/valid_cache.py).
+that passed before unchanged (valid_cache.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 from clave.errors import ConfigError, UsageError
 from clave.home import Home, user_config_dir
-from clave.support.valid_cache import ValidCache
+from clave.valid_cache import ValidCache
 
 PROJECT_FILE = ".clave.json"
 USER_FILE = "config.yaml"

@@ -13,9 +13,9 @@ import pytest
 from clave import config
 from clave.errors import ConfigError
 from clave.home import Home
-from clave.support.valid_cache import LIMIT, ValidCache
+from clave.valid_cache import LIMIT, ValidCache
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_an_added_key_is_found_and_another_is_not(tmp_path):
